@@ -1,0 +1,16 @@
+"""tfkd: distill Keras image classifiers into small students and ship them to the edge.
+
+    teacher = tfkd.create_model("resnet20x4", image_size=32, num_classes=10)
+    student = tfkd.create_model("mobilenetv3_small", image_size=32, num_classes=10)
+    distiller = tfkd.Distiller(teacher=teacher, student=student)
+"""
+
+from tfkd import data, losses, models
+from tfkd.distiller import Distiller
+from tfkd.losses import LOSSES
+from tfkd.models import create_model, describe, list_models
+
+__version__ = "0.1.0"
+
+__all__ = ["Distiller", "LOSSES", "create_model", "data", "describe", "list_models", "losses",
+           "models"]

@@ -1,0 +1,279 @@
+"""`tfkd.Distiller`: knowledge distillation as a `keras.Model` you `compile` and `fit`.
+
+Unlike `keras.distillation.Distiller`, teacher and student may take different input sizes: each
+batch is resized inside the step to each model's own input size (and not resized at all where
+sizes match), so one dataset feeds a teacher at 224 and a student at 96. DeiT students get the
+label loss on their class head and the distillation loss on their distillation head.
+"""
+
+import inspect
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tfkd import losses as losses_lib
+from tfkd import models as models_lib
+
+
+def _fixed_input_size(model, role):
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, list):
+        raise ValueError(f"The {role} has {len(shape)} inputs; tfkd distills single-input "
+                         "image classifiers.")
+    if shape is None or len(shape) != 4 or None in shape[1:3]:
+        raise ValueError(f"The {role} {model.name!r} has no fixed input size (input shape "
+                         f"{shape}); build it with keras.Input(shape=(height, width, 3)), e.g. "
+                         "tfkd.create_model(name, image_size=..., num_classes=...).")
+    return tuple(int(v) for v in shape[1:3])
+
+
+def _num_classes(model, role):
+    shape = model.output_shape
+    if isinstance(shape, list) or len(shape) != 2 or shape[-1] is None:
+        raise ValueError(f"The {role} {model.name!r} must output (batch, classes) logits, but "
+                         f"its output shape is {shape}.")
+    return int(shape[-1])
+
+
+def _applies_softmax(model):
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    activation = getattr(last, "activation", None)
+    return activation is keras.activations.softmax or getattr(activation, "__name__", "") in (
+        "softmax", "log_softmax")
+
+
+def _check_logits(model, role):
+    # Softmax outputs would be softened a second time by the temperature and KL would be taken
+    # between near-uniform distributions: training runs but the student learns little. Refuse
+    # early rather than guess (taking the log of probabilities would hide a wrong model).
+    if _applies_softmax(model):
+        raise ValueError(
+            f"The {role} {model.name!r} ends in a softmax; tfkd needs logits. Rebuild it "
+            "without the softmax (keras.applications: classifier_activation=None; Dense: "
+            "activation=None), or wrap it: keras.Model(model.input, model.layers[-1].input) "
+            "when the softmax is a separate layer.")
+
+
+def _resolve_loss(distillation_loss):
+    if callable(distillation_loss):
+        return distillation_loss
+    if distillation_loss in losses_lib.LOSSES:
+        return losses_lib.LOSSES[distillation_loss]
+    raise ValueError(f"Unknown distillation_loss {distillation_loss!r}; use one of "
+                     f"{sorted(losses_lib.LOSSES)} or a callable "
+                     "f(student_logits, teacher_logits, labels, *, temperature, ...).")
+
+
+def _resize(images, size):
+    """Casts to float32 and resizes to `size` unless the static size already matches."""
+    images = ops.cast(images, "float32")
+    if tuple(images.shape[1:3]) == tuple(size):
+        return images
+    # Antialiasing only matters (and only costs) when shrinking.
+    shrink = images.shape[1] is None or images.shape[1] > size[0] or images.shape[2] > size[1]
+    return ops.image.resize(images, size, interpolation="bilinear", antialias=bool(shrink))
+
+
+@keras.saving.register_keras_serializable(package="tfkd")
+class Distiller(keras.Model):
+    """Trains `student` to match a frozen `teacher` and the labels.
+
+    The loss is `student_loss_weight * CE(labels, student) + (1 - student_loss_weight) *
+    distillation_loss(student, teacher)`. `fit` and `evaluate` report `loss`, `student_loss`,
+    `distillation_loss`, `teacher_agreement` (share of examples where student and teacher
+    top-1 agree) and the compiled metrics; `predict` and `__call__` return student logits.
+
+    Args:
+        teacher: a `keras.Model` with a fixed input size that outputs logits. It is frozen
+            (`trainable = False`, this modifies the object passed in) and always run with
+            `training=False`.
+        student: a `keras.Model` with a fixed input size that outputs as many logits.
+        temperature: softening temperature T > 0 of the distillation loss.
+        student_loss_weight: weight in [0, 1] of the hard-label loss.
+        distillation_loss: a name from `tfkd.losses.LOSSES` ("kl", "hard", "dkd") or a callable
+            `f(student_logits, teacher_logits, labels, *, temperature, ...) -> scalar`.
+        distillation_loss_kwargs: extra keyword arguments for the loss, e.g.
+            `{"alpha": 1.0, "beta": 8.0}` for "dkd".
+        **kwargs: passed to `keras.Model` (e.g. `name`).
+
+    Raises:
+        ValueError: with what to do, for models without a fixed input size, differing class
+            counts, softmax outputs, a temperature <= 0 or a weight outside [0, 1].
+    """
+
+    def __init__(self, teacher, student, temperature=4.0, student_loss_weight=0.5,
+                 distillation_loss="kl", distillation_loss_kwargs=None, **kwargs):
+        super().__init__(**kwargs)
+        for role, model in (("teacher", teacher), ("student", student)):
+            if not isinstance(model, keras.Model):
+                raise TypeError(f"The {role} must be a keras.Model, got {type(model).__name__}.")
+        self._teacher_size = _fixed_input_size(teacher, "teacher")
+        self._student_size = _fixed_input_size(student, "student")
+        teacher_classes = _num_classes(teacher, "teacher")
+        student_classes = _num_classes(student, "student")
+        if teacher_classes != student_classes:
+            raise ValueError(f"The teacher outputs {teacher_classes} classes but the student "
+                             f"outputs {student_classes}; build the student with "
+                             f"num_classes={teacher_classes}.")
+        _check_logits(teacher, "teacher")
+        _check_logits(student, "student")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+                or not temperature > 0:
+            raise ValueError(f"temperature must be a number > 0, got {temperature!r}; "
+                             "Hinton et al. use 1-20, 4 is a common default.")
+        if isinstance(student_loss_weight, bool) \
+                or not isinstance(student_loss_weight, (int, float)) \
+                or not 0.0 <= student_loss_weight <= 1.0:
+            raise ValueError(f"student_loss_weight must be in [0, 1], got "
+                             f"{student_loss_weight!r}; 0 trains on the teacher only, 1 on "
+                             "the labels only.")
+        self._loss_fn = _resolve_loss(distillation_loss)
+        self._loss_kwargs = dict(distillation_loss_kwargs or {})
+        self.distillation_loss = distillation_loss
+        self.temperature = float(temperature)
+        self.student_loss_weight = float(student_loss_weight)
+        teacher.trainable = False
+        self.teacher = teacher
+        self.student = student
+        # DeiT students expose their two heads; None for every other model.
+        self._student_heads = models_lib.distillation_heads(student)
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self.agreement_tracker = keras.metrics.Mean(name="teacher_agreement")
+        self.built = True  # both sub-models are built: their input sizes were checked above
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """Configures training, as `keras.Model.compile`.
+
+        Args:
+            optimizer: the student's optimizer.
+            loss: the hard-label loss; default sparse categorical cross-entropy on logits.
+                Integer labels are expected; one-hot labels need
+                `keras.losses.CategoricalCrossentropy(from_logits=True)`.
+            metrics: metrics on the student's logits, e.g. `["accuracy"]`.
+            **kwargs: passed to `keras.Model.compile`.
+        """
+        self._student_loss = _student_loss(loss)
+        self._student_loss_config = loss
+        super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config:
+            config["loss"] = keras.saving.serialize_keras_object(self._student_loss_config)
+        return config
+
+    def compile_from_config(self, config):
+        """Restores `compile()` when a saved Distiller is loaded, so training can continue."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        # Create the optimizer's variables now so that its saved state can be loaded into them.
+        self.optimizer.build(self.trainable_variables)
+
+    def call(self, inputs, training=None):
+        """Student logits; while training a DeiT student, its (class, distillation) logits."""
+        x = _resize(inputs, self._student_size)
+        if training and self._student_heads is not None:
+            return tuple(self._student_heads(x, training=True))
+        return self.student(x, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Combines the hard-label and distillation losses; updates the loss metrics."""
+        if y is None:
+            raise ValueError("Distiller needs labels: pass (images, labels) batches to fit() "
+                             "and evaluate(). With student_loss_weight=0 they still feed "
+                             "the accuracy and DKD.")
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        class_logits, distill_logits = (y_pred if isinstance(y_pred, tuple)
+                                        else (y_pred, y_pred))
+        teacher_logits = ops.stop_gradient(
+            self.teacher(_resize(x, self._teacher_size), training=False))
+        # Keras losses return this replica's share of the global mean; undo that to combine.
+        student_loss = self._student_loss(y, class_logits, sample_weight) * _replicas()
+        distill_loss = self._call_loss(distill_logits, teacher_logits, y, sample_weight)
+        w = self.student_loss_weight
+        total = w * student_loss + (1.0 - w) * distill_loss
+        batch = ops.shape(class_logits)[0]
+        self.student_loss_tracker.update_state(student_loss, sample_weight=batch)
+        self.distillation_loss_tracker.update_state(distill_loss, sample_weight=batch)
+        student_top1 = ops.argmax(_merge_heads(y_pred), axis=-1)
+        agree = ops.cast(ops.equal(student_top1, ops.argmax(teacher_logits, axis=-1)), "float32")
+        self.agreement_tracker.update_state(agree)
+        # Each replica returns its share of the global mean, as Keras's own losses do.
+        return total / _replicas()
+
+    def _call_loss(self, student_logits, teacher_logits, labels, sample_weight):
+        kwargs = dict(self._loss_kwargs, temperature=self.temperature)
+        if sample_weight is not None:
+            if not _accepts(self._loss_fn, "sample_weight"):
+                raise ValueError("sample_weight was given but the distillation loss does not "
+                                 "accept a sample_weight keyword; add one to it.")
+            kwargs["sample_weight"] = sample_weight
+        return self._loss_fn(student_logits, teacher_logits, labels, **kwargs)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, _merge_heads(y_pred), sample_weight)
+
+    @property
+    def metrics(self):
+        return super().metrics + [self.student_loss_tracker, self.distillation_loss_tracker,
+                                  self.agreement_tracker]
+
+    def get_config(self):
+        config = super().get_config()
+        loss = self.distillation_loss
+        config.update({
+            "teacher": keras.saving.serialize_keras_object(self.teacher),
+            "student": keras.saving.serialize_keras_object(self.student),
+            "temperature": self.temperature,
+            "student_loss_weight": self.student_loss_weight,
+            "distillation_loss": loss if isinstance(loss, str)
+            else keras.saving.serialize_keras_object(loss),
+            "distillation_loss_kwargs": self._loss_kwargs,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("teacher", "student"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        if not isinstance(config["distillation_loss"], str):
+            config["distillation_loss"] = keras.saving.deserialize_keras_object(
+                config["distillation_loss"])
+        return cls(**config)
+
+
+def _replicas():
+    return float(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def _merge_heads(y_pred):
+    """A DeiT student predicts the mean of its two heads' logits."""
+    if isinstance(y_pred, tuple):
+        return (y_pred[0] + y_pred[1]) / 2.0
+    return y_pred
+
+
+def _accepts(fn, keyword):
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return True
+    return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _student_loss(loss):
+    if loss is None:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if loss in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
+        # As strings Keras assumes probabilities; every tfkd model outputs logits.
+        return keras.losses.get({"class_name": loss, "config": {"from_logits": True}})
+    loss = keras.losses.get(loss)
+    if getattr(loss, "get_config", None) and loss.get_config().get("from_logits") is False:
+        raise ValueError(f"The student loss {loss.name!r} has from_logits=False but the student "
+                         "outputs logits; pass from_logits=True.")
+    return loss
