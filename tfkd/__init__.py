@@ -1,6 +1,6 @@
 """tfkd: distill Keras image classifiers into small students and ship them to the edge.
 
-    teacher = tfkd.create_model("resnet20x4", image_size=32, num_classes=10)
+    teacher = tfkd.create_model("convnet_m", image_size=32, num_classes=10)
     student = tfkd.create_model("mobilenetv3_small", image_size=32, num_classes=10)
     distiller = tfkd.Distiller(teacher=teacher, student=student)
 """

@@ -12,7 +12,7 @@ import os
 import keras
 
 # The family table. A new family is one file in this folder plus one name here.
-FAMILIES = ("resnet", "efficientnet", "mobilenet", "mobilevit", "vit")
+FAMILIES = ("convnet", "efficientnet", "mobilenet", "mobilevit", "vit")
 
 # keras.applications uses BatchNormalization momentum 0.99-0.999. On the short schedules of a
 # CPU (a few thousand steps) the moving statistics then stay near their initial values and the

@@ -1,0 +1,27 @@
+# The README's two commands. Each one sets up everything it needs on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test bench setup system-packages
+
+demo: setup
+	$(PY) -m tfkd.recipes.resolution_sweep
+
+test: setup
+	$(PY) -m pytest tests -q
+
+setup: $(STAMP) system-packages
+
+# Reinstall when the package metadata changes.
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the tests and the demo use. Only as root with apt; skipped quietly elsewhere.
+system-packages:
+	@bash scripts/install_system_packages.sh
