@@ -39,12 +39,13 @@ def build(name, *, image_size, num_classes, **options):
     kwargs = {}
     if "dropout_rate" in options:
         kwargs["dropout_rate"] = float(options["dropout_rate"])
-    return VARIANTS[name]["builder"](
+    model = VARIANTS[name]["builder"](
         include_top=True,
         weights=None,
         input_shape=(*image_size, 3),
         classes=num_classes,
         classifier_activation=None,
-        name=name,
         **kwargs,
     )
+    # EfficientNetV2 looks its block configuration up by `name`, so rename afterwards.
+    return keras.Model(model.inputs, model.outputs, name=name)
