@@ -14,8 +14,18 @@ else 1 (see `_patch_size`). So every input of at least MIN_IMAGE_SIZE builds, sq
 not, with the same weights.
 """
 
+import warnings
+
 import keras
 from keras import layers
+
+from tfkd.models._options import check_options
+
+# At MIN_IMAGE_SIZE the last block attends over a single token, and Keras then warns on every
+# trace that a softmax over a size-1 axis is constant. That is exactly right here (one token
+# attends to itself), so the advice in the warning ("use a sigmoid") would mislead users.
+warnings.filterwarnings("ignore", message="You are using a softmax over axis .* has size 1",
+                        category=UserWarning)
 
 FAMILY = "mobilevit"
 KIND = "vit"
@@ -155,15 +165,6 @@ def _mobilevit_block(x, dim, depth, name):
     return _conv_bn(y, channels, 3, name=f"{name}_fusion")
 
 
-def _check_options(options):
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {unknown} for mobilevit; accepted options: {sorted(_OPTIONS)}"
-        )
-    return {**_OPTIONS, **options}
-
-
 def build(name, *, image_size, num_classes, **options):
     """Builds a MobileViT classifier with random weights.
 
@@ -183,7 +184,8 @@ def build(name, *, image_size, num_classes, **options):
     """
     if name not in VARIANTS:
         raise ValueError(f"unknown MobileViT variant {name!r}; choose one of {sorted(VARIANTS)}")
-    opts = _check_options(options)
+    check_options(name, options, _OPTIONS)
+    opts = {**_OPTIONS, **options}
     cfg = VARIANTS[name]
     stem, c1, c2, c3, c4, c5 = cfg["channels"]
     expansion = cfg["expansion"]

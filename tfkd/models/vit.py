@@ -21,6 +21,8 @@ import math
 import keras
 from keras import layers, ops
 
+from tfkd.models._options import check_options
+
 FAMILY = "vit"
 KIND = "vit"
 # 8 is the smallest side for which the default rule still yields an 8x8 token grid (patch 1).
@@ -202,16 +204,6 @@ def _check_patch_size(image_size, patch_size):
         )
 
 
-def _check_options(options):
-    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise ValueError(
-            f"Unknown option(s) for the vit family: {', '.join(unknown)}. "
-            f"Accepted options: {', '.join(sorted(DEFAULT_OPTIONS))}."
-        )
-    return {**DEFAULT_OPTIONS, **options}
-
-
 def _encoder_block(x, spec, options, prefix):
     """Pre-norm transformer block: x + MHA(LN(x)), then x + MLP(LN(x))."""
     y = layers.LayerNormalization(epsilon=_LN_EPSILON, name=f"{prefix}_norm1")(x)
@@ -250,7 +242,8 @@ def build(name, *, image_size, num_classes, patch_size=None, **options):
     """
     if name not in VARIANTS:
         raise ValueError(f"Unknown vit variant {name!r}; choose one of {', '.join(VARIANTS)}.")
-    options = _check_options(options)
+    check_options(name, options, (*DEFAULT_OPTIONS, "patch_size"))
+    options = {**DEFAULT_OPTIONS, **options}
     spec = VARIANTS[name]
     height, width = image_size
     if patch_size is None:

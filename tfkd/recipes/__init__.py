@@ -1,0 +1,1 @@
+"""Study recipes, one module per axis: `python -m tfkd.recipes.<name> --helpfull`."""

@@ -1,0 +1,98 @@
+"""Pieces shared by the recipes: flags every recipe takes, teacher training, timing."""
+
+import json
+import os
+import time
+
+import keras
+from absl import flags
+
+import tfkd
+
+
+def define_common_flags():
+    """Flags shared by every recipe (call once, at import of the recipe module)."""
+    flags.DEFINE_string("dataset", "fashion_mnist",
+                        "Dataset: fashion_mnist, image_folder:PATH or tfds:NAME.")
+    flags.DEFINE_integer("data_size", 28, "Side the dataset is loaded at; the Distiller "
+                         "resizes each batch to each model's own input size.")
+    flags.DEFINE_string("teacher", "convnet_m", "Teacher model (tfkd.list_models()).")
+    flags.DEFINE_integer("teacher_size", 28, "Teacher input side.")
+    flags.DEFINE_integer("teacher_epochs", 3, "Epochs to train the teacher.")
+    flags.DEFINE_integer("epochs", 3, "KD epochs per student.")
+    flags.DEFINE_integer("batch_size", 128, "Batch size.")
+    flags.DEFINE_float("learning_rate", 2e-3, "Peak Adam learning rate (cosine decay).")
+    flags.DEFINE_integer("limit", 20000, "Training examples used (a fixed subset); 0: all.")
+    flags.DEFINE_integer("test_limit", 0, "Test examples used; 0: the whole test split.")
+    flags.DEFINE_integer("seed", 0, "Random seed (keras.utils.set_random_seed).")
+    flags.DEFINE_float("temperature", 4.0, "KD temperature.")
+    flags.DEFINE_float("student_loss_weight", 0.5, "Weight of the hard-label loss.")
+    flags.DEFINE_string("output_dir", "runs/resolution_sweep", "Where models and results go.")
+    flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (0, 1 or 2).")
+
+
+def load_splits(cfg):
+    """(train, test) datasets at `cfg.data_size`, as the flags ask."""
+    common = {"image_size": cfg.data_size, "batch_size": cfg.batch_size, "seed": cfg.seed}
+    train = tfkd.data.load(cfg.dataset, "train", limit=cfg.limit or None, **common)
+    test = tfkd.data.load(cfg.dataset, "test", limit=cfg.test_limit or None, **common)
+    return train, test
+
+
+def optimizer(cfg, steps):
+    """Adam with a cosine decay over `steps`: short schedules need the final low rate."""
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, steps))
+    return keras.optimizers.Adam(schedule)
+
+
+def num_batches(dataset):
+    """Batches per epoch; counted by iterating once when tf.data does not know it."""
+    n = int(dataset.cardinality())
+    return n if n >= 0 else sum(1 for _ in dataset)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records the wall time of every epoch in `self.seconds`."""
+
+    def on_train_begin(self, logs=None):
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def train_teacher(cfg, train, test, num_classes):
+    """Trains the teacher on the labels; returns (model, test accuracy)."""
+    keras.utils.set_random_seed(cfg.seed)
+    teacher = tfkd.create_model(cfg.teacher, image_size=cfg.teacher_size,
+                                num_classes=num_classes)
+    steps = cfg.teacher_epochs * num_batches(train)
+    teacher.compile(optimizer=optimizer(cfg, steps),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=["accuracy"])
+    teacher.fit(_resized(train, cfg.teacher_size), epochs=cfg.teacher_epochs,
+                verbose=cfg.verbose)
+    accuracy = teacher.evaluate(_resized(test, cfg.teacher_size), verbose=0,
+                                return_dict=True)["accuracy"]
+    return teacher, accuracy
+
+
+def _resized(dataset, size):
+    """The dataset at `size` (a no-op when it already is), for training a plain model."""
+    spec = dataset.element_spec[0].shape
+    if tuple(spec[1:3]) == (size, size):
+        return dataset
+    import tensorflow as tf  # noqa: PLC0415 (only this path needs the tf namespace)
+    return dataset.map(lambda x, y: (tf.image.resize(x, (size, size)), y))
+
+
+def write_json(path, payload):
+    """Writes JSON atomically: a reader never sees a half-written file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
