@@ -265,7 +265,7 @@ def test_saved_student_loads_without_tfkd(tmp_path):
 # ---------------------------------------------------------------- DeiT students
 
 
-def test_deit_heads_get_label_and_teacher_losses():
+def test_deit_heads_get_label_and_teacher_losses(tmp_path):
     keras.utils.set_random_seed(0)
     teacher = tiny_cnn(16, num_classes=10, name="teacher")
     student = tfkd.create_model("deit_tiny", image_size=16, num_classes=10, patch_size=4)
@@ -286,6 +286,11 @@ def test_deit_heads_get_label_and_teacher_losses():
                                student.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     history = distiller.fit(x, y, epochs=2, batch_size=4, verbose=0).history
     assert history["loss"][1] < history["loss"][0]
+    distiller.save(tmp_path / "deit.keras")
+    loaded = keras.saving.load_model(tmp_path / "deit.keras")
+    assert loaded._student_heads is not None  # still trains both heads after loading
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), distiller.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- distribution

@@ -123,7 +123,7 @@ class Distiller(keras.Model):
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
                 or not temperature > 0:
             raise ValueError(f"temperature must be a number > 0, got {temperature!r}; "
-                             "Hinton et al. use 1-20, 4 is a common default.")
+                             "typical values are 1-20, 4 is a common default.")
         if isinstance(student_loss_weight, bool) \
                 or not isinstance(student_loss_weight, (int, float)) \
                 or not 0.0 <= student_loss_weight <= 1.0:
