@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+# Hide TensorFlow's C++ info logs unless the caller chose a level.
+TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL
 
-.PHONY: demo test bench setup system-packages
+.PHONY: demo test setup system-packages
 
 demo: setup
 	$(PY) -m tfkd.recipes.resolution_sweep

@@ -73,8 +73,9 @@ def train_teacher(cfg, train, test, num_classes):
     teacher.compile(optimizer=optimizer(cfg, steps),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
+    # shuffle=False: the dataset shuffles itself (Keras would warn that it ignores shuffle=True).
     teacher.fit(_resized(train, cfg.teacher_size), epochs=cfg.teacher_epochs,
-                verbose=cfg.verbose)
+                verbose=cfg.verbose, shuffle=False)
     accuracy = teacher.evaluate(_resized(test, cfg.teacher_size), verbose=0,
                                 return_dict=True)["accuracy"]
     return teacher, accuracy

@@ -45,7 +45,8 @@ def distill_at(cfg, teacher, train, test, size, num_classes):
     distiller.compile(optimizer=common.optimizer(cfg, cfg.epochs * common.num_batches(train)),
                       metrics=["accuracy"])
     timer = common.EpochTimer()
-    distiller.fit(train, epochs=cfg.epochs, verbose=cfg.verbose, callbacks=[timer])
+    distiller.fit(train, epochs=cfg.epochs, verbose=cfg.verbose, callbacks=[timer],
+                  shuffle=False)  # tfkd.data shuffles the train split itself
     result = distiller.evaluate(test, verbose=0, return_dict=True)
     student.save(os.path.join(cfg.output_dir, f"student_{size}.keras"))
     return {

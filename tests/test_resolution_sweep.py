@@ -1,0 +1,25 @@
+"""The resolution sweep recipe end to end on a small real Fashion-MNIST subset."""
+
+import json
+import subprocess
+import sys
+
+
+def test_sweep_prints_the_table_and_writes_results(tmp_path):
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "tfkd.recipes.resolution_sweep", "--teacher=convnet_s",
+               "--teacher_size=16", "--data_size=16", "--student=convnet_s",
+               "--resolutions=8,12", "--limit=512", "--test_limit=256", "--epochs=1",
+               "--teacher_epochs=1", "--batch_size=64", f"--output_dir={out}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resolution     params  test_acc  agreement  epoch_s" in done.stdout
+    assert "run 2/2: convnet_s@12" in done.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert [row["resolution"] for row in results["rows"]] == [8, 12]
+    for row in results["rows"]:
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["teacher_agreement"] <= 1.0
+        assert row["epoch_seconds"] > 0
+    assert 0.0 <= results["teacher_accuracy"] <= 1.0  # 8 steps: plumbing, not accuracy
+    assert (out / "teacher.keras").exists() and (out / "student_12.keras").exists()
+    assert results["flags"]["limit"] == 512
