@@ -4,6 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+from absl import app
+
+from tfkd.recipes import common
+
 
 def test_sweep_prints_the_table_and_writes_results(tmp_path):
     out = tmp_path / "sweep"
@@ -23,3 +28,13 @@ def test_sweep_prints_the_table_and_writes_results(tmp_path):
     assert 0.0 <= results["teacher_accuracy"] <= 1.0  # 8 steps: plumbing, not accuracy
     assert (out / "teacher.keras").exists() and (out / "student_12.keras").exists()
     assert results["flags"]["limit"] == 512
+
+
+def test_bad_resolutions_are_refused_before_any_training():
+    with pytest.raises(app.UsageError, match="--resolutions must be comma-separated integers, "
+                                             "got '32,4x'; e.g. --resolutions=32,48,64"):
+        common.parse_sizes(["32", "4x"], "mobilenetv3_small", "--resolutions")
+    with pytest.raises(app.UsageError, match=r"mobilenetv3_small needs sides of at least 32; "
+                                             r"drop \[16\]"):
+        common.parse_sizes(["16", "32"], "mobilenetv3_small", "--resolutions")
+    assert common.parse_sizes(["32", "48"], "mobilenetv3_small", "--resolutions") == [32, 48]

@@ -8,9 +8,9 @@
 from tfkd import data, losses, models
 from tfkd.distiller import Distiller
 from tfkd.losses import LOSSES
-from tfkd.models import create_model, describe, list_models
+from tfkd.models import create_model, describe, list_models, min_image_size
 
 __version__ = "0.1.0"
 
 __all__ = ["Distiller", "LOSSES", "create_model", "data", "describe", "list_models", "losses",
-           "models"]
+           "min_image_size", "models"]

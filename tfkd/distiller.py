@@ -67,8 +67,12 @@ def _resolve_loss(distillation_loss):
                      "f(student_logits, teacher_logits, labels, *, temperature, ...).")
 
 
-def _resize(images, size):
-    """Casts to float32 and resizes to `size` unless the static size already matches."""
+def resize_images(images, size):
+    """Casts a batch to float32 and resizes it to `size` = (height, width), as the Distiller
+    does for each model inside the step; no resize op when the static size already matches.
+
+    Use it wherever a model must see the same pixels it will see during distillation (for
+    example when training the teacher on a dataset loaded at another size)."""
     images = ops.cast(images, "float32")
     if tuple(images.shape[1:3]) == tuple(size):
         return images
@@ -174,7 +178,7 @@ class Distiller(keras.Model):
 
     def call(self, inputs, training=None):
         """Student logits; while training a DeiT student, its (class, distillation) logits."""
-        x = _resize(inputs, self._student_size)
+        x = resize_images(inputs, self._student_size)
         if training and self._student_heads is not None:
             return tuple(self._student_heads(x, training=True))
         return self.student(x, training=training)
@@ -190,7 +194,7 @@ class Distiller(keras.Model):
         class_logits, distill_logits = (y_pred if isinstance(y_pred, tuple)
                                         else (y_pred, y_pred))
         teacher_logits = ops.stop_gradient(
-            self.teacher(_resize(x, self._teacher_size), training=False))
+            self.teacher(resize_images(x, self._teacher_size), training=False))
         # Keras losses return this replica's share of the global mean; undo that to combine.
         student_loss = self._student_loss(y, class_logits, sample_weight) * _replicas()
         distill_loss = self._call_loss(distill_logits, teacher_logits, y, sample_weight)

@@ -53,6 +53,11 @@ def list_models(family=None):
     return names
 
 
+def min_image_size(name):
+    """The smallest input side `name` accepts (no model is built)."""
+    return _family_of(name).MIN_IMAGE_SIZE
+
+
 def _image_size(name, image_size, min_size):
     if isinstance(image_size, int) and not isinstance(image_size, bool):
         size = (image_size, image_size)

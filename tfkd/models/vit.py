@@ -242,6 +242,7 @@ def build(name, *, image_size, num_classes, patch_size=None, **options):
     """
     if name not in VARIANTS:
         raise ValueError(f"Unknown vit variant {name!r}; choose one of {', '.join(VARIANTS)}.")
+    # patch_size is a named argument; it is listed so the error shows every accepted option.
     check_options(name, options, (*DEFAULT_OPTIONS, "patch_size"))
     options = {**DEFAULT_OPTIONS, **options}
     spec = VARIANTS[name]

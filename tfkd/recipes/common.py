@@ -5,9 +5,10 @@ import os
 import time
 
 import keras
-from absl import flags
+from absl import app, flags
 
 import tfkd
+from tfkd.distiller import resize_images
 
 
 def define_common_flags():
@@ -29,6 +30,21 @@ def define_common_flags():
     flags.DEFINE_float("student_loss_weight", 0.5, "Weight of the hard-label loss.")
     flags.DEFINE_string("output_dir", "runs/resolution_sweep", "Where models and results go.")
     flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (0, 1 or 2).")
+
+
+def parse_sizes(values, model, flag):
+    """Image sides from a list flag, each checked against `model`'s minimum input size."""
+    try:
+        sizes = [int(v) for v in values]
+    except ValueError:
+        raise app.UsageError(f"{flag} must be comma-separated integers, got "
+                             f"{','.join(values)!r}; e.g. {flag}=32,48,64") from None
+    minimum = tfkd.models.min_image_size(model)
+    too_small = [s for s in sizes if s < minimum]
+    if not sizes or too_small:
+        raise app.UsageError(f"{flag}={','.join(values)}: {model} needs sides of at least "
+                             f"{minimum}; drop {too_small or 'nothing'} or pick another model.")
+    return sizes
 
 
 def load_splits(cfg):
@@ -64,13 +80,12 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def train_teacher(cfg, train, test, num_classes):
+def train_teacher(cfg, train, test, num_classes, steps_per_epoch):
     """Trains the teacher on the labels; returns (model, test accuracy)."""
     keras.utils.set_random_seed(cfg.seed)
     teacher = tfkd.create_model(cfg.teacher, image_size=cfg.teacher_size,
                                 num_classes=num_classes)
-    steps = cfg.teacher_epochs * num_batches(train)
-    teacher.compile(optimizer=optimizer(cfg, steps),
+    teacher.compile(optimizer=optimizer(cfg, cfg.teacher_epochs * steps_per_epoch),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
     # shuffle=False: the dataset shuffles itself (Keras would warn that it ignores shuffle=True).
@@ -82,12 +97,8 @@ def train_teacher(cfg, train, test, num_classes):
 
 
 def _resized(dataset, size):
-    """The dataset at `size` (a no-op when it already is), for training a plain model."""
-    spec = dataset.element_spec[0].shape
-    if tuple(spec[1:3]) == (size, size):
-        return dataset
-    import tensorflow as tf  # noqa: PLC0415 (only this path needs the tf namespace)
-    return dataset.map(lambda x, y: (tf.image.resize(x, (size, size)), y))
+    """The dataset resized exactly as the Distiller will resize it for this model."""
+    return dataset.map(lambda x, y: (resize_images(x, (size, size)), y))
 
 
 def write_json(path, payload):

@@ -36,13 +36,13 @@ common.define_common_flags()
 FLAGS = flags.FLAGS
 
 
-def distill_at(cfg, teacher, train, test, size, num_classes):
+def distill_at(cfg, teacher, train, test, size, num_classes, steps_per_epoch):
     """Distills one student at `size`; returns its row of the results table."""
     keras.utils.set_random_seed(cfg.seed)
     student = tfkd.create_model(cfg.student, image_size=size, num_classes=num_classes)
     distiller = tfkd.Distiller(teacher=teacher, student=student, temperature=cfg.temperature,
                                student_loss_weight=cfg.student_loss_weight)
-    distiller.compile(optimizer=common.optimizer(cfg, cfg.epochs * common.num_batches(train)),
+    distiller.compile(optimizer=common.optimizer(cfg, cfg.epochs * steps_per_epoch),
                       metrics=["accuracy"])
     timer = common.EpochTimer()
     distiller.fit(train, epochs=cfg.epochs, verbose=cfg.verbose, callbacks=[timer],
@@ -75,17 +75,21 @@ def main(argv):
     del argv
     cfg = FLAGS
     start = time.perf_counter()
-    resolutions = [int(r) for r in cfg.resolutions]
+    # Check every size before the teacher trains: a typo must not cost minutes.
+    resolutions = common.parse_sizes(cfg.resolutions, cfg.student, "--resolutions")
     os.makedirs(cfg.output_dir, exist_ok=True)
     num_classes = tfkd.data.dataset_info(cfg.dataset)["num_classes"]
     train, test = common.load_splits(cfg)
+    # Counted once: an unknown cardinality costs a full pass over the data.
+    steps_per_epoch = common.num_batches(train)
     print(f"Training teacher {cfg.teacher} at {cfg.teacher_size}px ...", flush=True)
-    teacher, teacher_accuracy = common.train_teacher(cfg, train, test, num_classes)
+    teacher, teacher_accuracy = common.train_teacher(cfg, train, test, num_classes,
+                                                     steps_per_epoch)
     teacher.save(os.path.join(cfg.output_dir, "teacher.keras"))
     print(f"teacher test accuracy {teacher_accuracy:.4f}", flush=True)
     rows = []
     for i, size in enumerate(resolutions, 1):
-        rows.append(distill_at(cfg, teacher, train, test, size, num_classes))
+        rows.append(distill_at(cfg, teacher, train, test, size, num_classes, steps_per_epoch))
         elapsed = time.perf_counter() - start
         print(f"run {i}/{len(resolutions)}: {cfg.student}@{size} test accuracy "
               f"{rows[-1]['test_accuracy']:.4f} (elapsed {elapsed:.0f}s)", flush=True)
