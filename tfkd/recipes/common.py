@@ -30,6 +30,11 @@ def define_common_flags():
     flags.DEFINE_float("student_loss_weight", 0.5, "Weight of the hard-label loss.")
     flags.DEFINE_string("output_dir", "runs/resolution_sweep", "Where models and results go.")
     flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (0, 1 or 2).")
+    flags.DEFINE_enum("quantization", "int8", [*tfkd.export.QUANTIZATIONS, "none"],
+                      "TFLite export of each student, checked against the float model on the "
+                      "test split; none: no export.")
+    flags.DEFINE_float("max_quantization_drop", 1.0, "Accuracy points the export may lose "
+                       "before it is flagged.")
 
 
 def parse_sizes(values, model, flag):
@@ -99,6 +104,20 @@ def train_teacher(cfg, train, test, num_classes, steps_per_epoch):
 def _resized(dataset, size):
     """The dataset resized exactly as the Distiller will resize it for this model."""
     return dataset.map(lambda x, y: (resize_images(x, (size, size)), y))
+
+
+def export_student(cfg, student, path, train, test):
+    """Exports and checks `student` as --quantization asks; returns the results-row fields.
+
+    Calibrates on training images and evaluates on the test split, so the two never mix.
+    """
+    check = tfkd.export.export_and_check(
+        student, path, test, quantization=cfg.quantization, representative_data=train,
+        max_drop_points=cfg.max_quantization_drop)
+    return {"quantization": cfg.quantization, "tflite_path": path,
+            "tflite_bytes": check.export.size_bytes, "tflite_accuracy": check.tflite_accuracy,
+            "quantization_drop_points": check.drop_points, "quantization_passed": check.passed,
+            "tflite_float_ops": check.export.float_ops}
 
 
 def write_json(path, payload):

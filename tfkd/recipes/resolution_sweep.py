@@ -49,7 +49,7 @@ def distill_at(cfg, teacher, train, test, size, num_classes, steps_per_epoch):
                   shuffle=False)  # tfkd.data shuffles the train split itself
     result = distiller.evaluate(test, verbose=0, return_dict=True)
     student.save(os.path.join(cfg.output_dir, f"student_{size}.keras"))
-    return {
+    row = {
         "resolution": size,
         "student": cfg.student,
         "params": int(student.count_params()),
@@ -59,15 +59,28 @@ def distill_at(cfg, teacher, train, test, size, num_classes, steps_per_epoch):
         "epoch_seconds": statistics.median(timer.seconds),
         "first_epoch_seconds": timer.seconds[0],
     }
+    if cfg.quantization != "none":
+        path = os.path.join(cfg.output_dir, f"student_{size}_{cfg.quantization}.tflite")
+        row.update(common.export_student(cfg, student, path, train, test))
+    return row
 
 
 def format_table(rows):
     """The results as an aligned text table."""
     header = f"{'resolution':>10} {'params':>10} {'test_acc':>9} {'agreement':>10} {'epoch_s':>8}"
+    exported = "quantization" in rows[0]
+    if exported:
+        q = rows[0]["quantization"]
+        header += f" {'tflite_kB':>9} {q + '_acc':>9} {'drop_pts':>8}"
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['resolution']:>10} {r['params']:>10,} {r['test_accuracy']:>9.4f} "
-                     f"{r['teacher_agreement']:>10.4f} {r['epoch_seconds']:>8.1f}")
+        line = (f"{r['resolution']:>10} {r['params']:>10,} {r['test_accuracy']:>9.4f} "
+                f"{r['teacher_agreement']:>10.4f} {r['epoch_seconds']:>8.1f}")
+        if exported:
+            flag = "" if r["quantization_passed"] else "  (over --max_quantization_drop)"
+            line += (f" {r['tflite_bytes'] / 1e3:>9.1f} {r['tflite_accuracy']:>9.4f} "
+                     f"{r['quantization_drop_points']:>8.2f}{flag}")
+        lines.append(line)
     return "\n".join(lines)
 
 
