@@ -3,7 +3,7 @@
 # Elsewhere it does nothing: the data loader then looks in $TFKD_DATA_DIR, the Keras cache, or
 # downloads, and tests that need a missing package say so.
 set -u
-PACKAGES=(dataset-fashion-mnist)
+PACKAGES=(dataset-fashion-mnist openssh-server adb)
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     exit 0

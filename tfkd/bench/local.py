@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -148,7 +149,9 @@ def run_litert_benchmark(path, *, threads=1, warmup_runs=5, num_runs=50, timeout
         A `BenchResult` (tool "litert-benchmark"). The command rounds times to 0.01 ms.
     """
     _check_counts(threads, warmup_runs, num_runs)
-    command = shutil.which("litert-benchmark")
+    # Next to this interpreter first: a virtualenv's scripts need not be on PATH.
+    command = shutil.which("litert-benchmark", path=os.path.dirname(sys.executable)) or \
+        shutil.which("litert-benchmark")
     if command is None:
         raise FileNotFoundError("litert-benchmark not found on PATH; it comes with "
                                 "ai-edge-litert: pip install ai-edge-litert")
