@@ -157,8 +157,13 @@ def test_bad_requests_say_what_to_do(models, tmp_path):
         bench.run(str(tmp_path / "missing.tflite"))
     with pytest.raises(ValueError, match=r"threads=\(0,\); pass positive integers"):
         bench.run(models["int8"], threads=0)
-    with pytest.raises(ValueError, match="tool='tflite'; choose one of"):
+    with pytest.raises(ValueError, match="tool='tflite' cannot run on target 'local'; choose"):
         bench.run(models["int8"], tool="tflite")
+    with pytest.raises(ValueError, match="tool='litert-benchmark' cannot run on target 'adb'"):
+        bench.run(models["int8"], "adb", tool="litert-benchmark")
+    with pytest.raises(ValueError, match=r"target='phone'; use 'local', 'adb' \(the only phone "
+                                         r"attached\), 'adb:SERIAL' or 'ssh:user@host\[:port\]'"):
+        bench.run(models["int8"], "phone")
     with pytest.raises(ValueError, match="benchmark_binary is used by tool='benchmark_model'"):
         bench.run(models["int8"], benchmark_binary="/bin/true")
     with pytest.raises(ValueError, match="delegate='gpu': the local runtime supports"):
