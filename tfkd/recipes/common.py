@@ -6,6 +6,7 @@ import time
 
 import keras
 from absl import app, flags
+from absl import logging as absl_logging
 
 import tfkd
 from tfkd.distiller import resize_images
@@ -106,18 +107,38 @@ def _resized(dataset, size):
     return dataset.map(lambda x, y: (resize_images(x, (size, size)), y))
 
 
-def export_student(cfg, student, path, train, test):
+def calibration_split(cfg, count=200):
+    """The first `count` training images, unshuffled, for int8 calibration.
+
+    A dataset of its own: iterating the shuffled training set would move its reshuffling on, and
+    each student's training order would then depend on the exports before it.
+    """
+    return tfkd.data.load(cfg.dataset, "train", image_size=cfg.data_size,
+                          batch_size=cfg.batch_size, limit=count, shuffle=False)
+
+
+def export_student(cfg, student, path, calibration, test):
     """Exports and checks `student` as --quantization asks; returns the results-row fields.
 
     Calibrates on training images and evaluates on the test split, so the two never mix.
     """
     check = tfkd.export.export_and_check(
-        student, path, test, quantization=cfg.quantization, representative_data=train,
+        student, path, test, quantization=cfg.quantization, representative_data=calibration,
         max_drop_points=cfg.max_quantization_drop)
     return {"quantization": cfg.quantization, "tflite_path": path,
             "tflite_bytes": check.export.size_bytes, "tflite_accuracy": check.tflite_accuracy,
             "quantization_drop_points": check.drop_points, "quantization_passed": check.passed,
             "tflite_float_ops": check.export.float_ops}
+
+
+def quiet_tensorflow_logging():
+    """Hides TensorFlow's Python INFO lines unless --verbosity asks for them.
+
+    absl's app.run logs INFO by default, and the TFLite converter then prints a dozen lines per
+    export (SavedModel assets, fingerprints) that bury the recipe's own progress.
+    """
+    if not flags.FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)
 
 
 def write_json(path, payload):

@@ -36,7 +36,7 @@ common.define_common_flags()
 FLAGS = flags.FLAGS
 
 
-def distill_at(cfg, teacher, train, test, size, num_classes, steps_per_epoch):
+def distill_at(cfg, teacher, train, test, size, num_classes, steps_per_epoch, calibration):
     """Distills one student at `size`; returns its row of the results table."""
     keras.utils.set_random_seed(cfg.seed)
     student = tfkd.create_model(cfg.student, image_size=size, num_classes=num_classes)
@@ -61,7 +61,7 @@ def distill_at(cfg, teacher, train, test, size, num_classes, steps_per_epoch):
     }
     if cfg.quantization != "none":
         path = os.path.join(cfg.output_dir, f"student_{size}_{cfg.quantization}.tflite")
-        row.update(common.export_student(cfg, student, path, train, test))
+        row.update(common.export_student(cfg, student, path, calibration, test))
     return row
 
 
@@ -87,12 +87,14 @@ def format_table(rows):
 def main(argv):
     del argv
     cfg = FLAGS
+    common.quiet_tensorflow_logging()
     start = time.perf_counter()
     # Check every size before the teacher trains: a typo must not cost minutes.
     resolutions = common.parse_sizes(cfg.resolutions, cfg.student, "--resolutions")
     os.makedirs(cfg.output_dir, exist_ok=True)
     num_classes = tfkd.data.dataset_info(cfg.dataset)["num_classes"]
     train, test = common.load_splits(cfg)
+    calibration = common.calibration_split(cfg)
     # Counted once: an unknown cardinality costs a full pass over the data.
     steps_per_epoch = common.num_batches(train)
     print(f"Training teacher {cfg.teacher} at {cfg.teacher_size}px ...", flush=True)
@@ -102,7 +104,8 @@ def main(argv):
     print(f"teacher test accuracy {teacher_accuracy:.4f}", flush=True)
     rows = []
     for i, size in enumerate(resolutions, 1):
-        rows.append(distill_at(cfg, teacher, train, test, size, num_classes, steps_per_epoch))
+        rows.append(distill_at(cfg, teacher, train, test, size, num_classes, steps_per_epoch,
+                               calibration))
         elapsed = time.perf_counter() - start
         print(f"run {i}/{len(resolutions)}: {cfg.student}@{size} test accuracy "
               f"{rows[-1]['test_accuracy']:.4f} (elapsed {elapsed:.0f}s)", flush=True)
