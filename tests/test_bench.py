@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+import sys
 
 import keras
 import numpy as np
@@ -172,3 +173,12 @@ def test_bad_requests_say_what_to_do(models, tmp_path):
         bench.run(models["int8"], tool="litert-benchmark", use_gpu=True)
     with pytest.raises(ValueError, match="warmup_runs=-1, num_runs=5"):
         bench.run(models["int8"], warmup_runs=-1, num_runs=5)
+
+
+def test_without_ai_edge_litert_falls_back_to_tensorflow_and_says_so(models, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # import fails
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+    with pytest.warns(UserWarning, match="tf.lite.Interpreter is deprecated"):
+        (result,) = bench.run(models["int8"], threads=1, num_runs=5)
+    assert result.runtime == "tensorflow" and result.runtime_version == tf.__version__
+    _check_statistics(result)
