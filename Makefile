@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Hide TensorFlow's C++ info logs unless the caller chose a level.
+# Fewer TensorFlow C++ logs unless the caller chose a level (TF 2.21 still prints a few
+# start-up lines before it reads this).
 TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_CPP_MIN_LOG_LEVEL
 

@@ -23,7 +23,7 @@ class BenchResult:
 
     Attributes:
         model_path: the .tflite benchmarked (the local path, also for remote targets).
-        target: "local", "adb:SERIAL" or "ssh:HOST".
+        target: "local", "adb:SERIAL", or the "ssh:user@host[:port]" string as given.
         tool: "litert" (in-process interpreter), "litert-benchmark", "benchmark_model" or
             "python" (the ssh runner script).
         runtime: the interpreter package or binary, e.g. "ai_edge_litert".

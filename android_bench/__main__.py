@@ -1,0 +1,146 @@
+"""python -m android_bench MODEL.tflite [--serial S] [--threads 1,4] [--use_gpu] ...
+
+Benchmarks a .tflite model on the attached Android phone, prints a table and appends the
+results to OUTPUT_DIR/results.jsonl. Exit status: 0 done; 2 a mistake to fix before running
+(bad flag, no adb, no or several or unready devices, no binary for the ABI); 1 the run failed
+(tool failure, timeout, device lost); 130 interrupted. Errors are one message, no traceback.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+from android_bench import adb as adb_lib
+from android_bench import errors
+
+DEFAULT_OUTPUT_DIR = os.path.join("runs", "android_bench")
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of thread counts such as 1,4")
+    return values
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="python -m android_bench", description=__doc__.split(
+        "\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", help="the .tflite model on this machine")
+    p.add_argument("--serial", help="device serial (default $ANDROID_SERIAL or the only one)")
+    p.add_argument("--threads", type=_int_list, default=[1], help="thread counts, e.g. 1,4")
+    p.add_argument("--use_gpu", action="store_true", help="also run with the GPU delegate")
+    p.add_argument("--use_nnapi", action="store_true", help="also run with the NNAPI delegate")
+    p.add_argument("--no_xnnpack", action="store_true",
+                   help="no XNNPACK run (builtin CPU kernels if no other delegate is asked)")
+    p.add_argument("--taskset", help="hex CPU mask to pin the tool to, e.g. f0 (big cores)")
+    p.add_argument("--enable_op_profiling", action="store_true",
+                   help="profile each op; the CSVs land in --output_dir")
+    p.add_argument("--benchmark_binary", help="benchmark_model for the phone (default: the "
+                   "official prebuilt for its ABI, cached or downloaded)")
+    p.add_argument("--num_runs", type=int, default=50)
+    p.add_argument("--warmup_runs", type=int, default=5)
+    p.add_argument("--min_secs", type=float, default=None, help="minimum seconds of timed runs")
+    p.add_argument("--timeout_s", type=float, default=300, help="limit per adb command")
+    p.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR)
+    p.add_argument("--adb", help="the adb executable (default $ADB, else adb on PATH)")
+    p.add_argument("--list_devices", action="store_true", help="list devices and exit")
+    return p
+
+
+def _delegates(args):
+    chosen = ([] if args.no_xnnpack else ["xnnpack"]) + ["gpu"] * args.use_gpu \
+        + ["nnapi"] * args.use_nnapi
+    return chosen or ["none"]
+
+
+def _print_devices(devices):
+    if not devices:
+        print("no devices attached (see `adb devices`)")
+    for d in devices:
+        pairs = " ".join(f"{k}:{v}" for k, v in d.properties.items())
+        print(f"{d.serial}\t{d.state}\t{pairs}".rstrip())
+
+
+def _describe(info):
+    soc = info.get("soc_model") or info.get("board_platform") or info.get("hardware")
+    parts = [f"{info.get('manufacturer') or ''} {info.get('model') or ''}".strip() or None,
+             f"Android {info['android_release']} (SDK {info.get('sdk')})"
+             if info.get("android_release") else None, info.get("abi"),
+             f"SoC {soc}" if soc else None,
+             f"{info['cpu_count']} CPUs" if info.get("cpu_count") else None,
+             f"battery {info['battery_temp_c']:g} C" if info.get("battery_temp_c") is not None
+             else None]
+    return f"{info['serial']}: " + ", ".join(p for p in parts if p)
+
+
+def _benchmark(args):
+    from android_bench import output, runner  # imports TensorFlow: only when benchmarking
+
+    results = runner.run(
+        args.model, serial=args.serial, threads=tuple(args.threads),
+        delegates=tuple(_delegates(args)), taskset=args.taskset,
+        enable_op_profiling=args.enable_op_profiling, benchmark_binary=args.benchmark_binary,
+        num_runs=args.num_runs, warmup_runs=args.warmup_runs, min_secs=args.min_secs,
+        timeout_s=args.timeout_s, output_dir=args.output_dir, adb=args.adb)
+    print(_describe(results[0].device))
+    print(output.format_table(results))
+    for r in results:
+        if r.extra.get("op_profile_csv"):
+            print(f"op profile (threads={r.threads}, {r.delegate}): {r.extra['op_profile_csv']}")
+    print(f"results appended to {os.path.join(args.output_dir, output.RESULTS_FILE)}")
+
+
+def main(argv=None):
+    """Runs the command line; returns the exit status (see the module docstring)."""
+    args = _parser().parse_args(argv)
+    if not args.list_devices and not args.model:
+        print("android_bench: error: give the .tflite model to benchmark (or --list_devices)",
+              file=sys.stderr)
+        return 2
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("android_bench: %(message)s"))
+    logger = logging.getLogger("android_bench")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        if args.list_devices:
+            _print_devices(adb_lib.list_devices(args.adb, timeout_s=args.timeout_s))
+        else:
+            _benchmark(args)
+        return 0
+    except KeyboardInterrupt:
+        print("android_bench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - only the expected kinds; the rest re-raise
+        code = _exit_code(err)
+        if code is None:
+            raise
+        notes = "".join(f"\n{n}" for n in getattr(err, "__notes__", []))
+        print(f"android_bench: error: {err}{notes}", file=sys.stderr)
+        return code
+    finally:
+        logger.removeHandler(handler)
+
+
+def _exit_code(err):
+    """2 for mistakes to fix before running, 1 for failures during the run, None otherwise."""
+    setup = (errors.AdbNotFound, errors.NoDevice, errors.MultipleDevices, errors.DeviceNotReady)
+    if isinstance(err, errors.AdbError):
+        return 2 if isinstance(err, setup) else 1
+    if "tfkd.bench.benchmark_tool" in sys.modules:  # else no benchmark ran to raise these
+        from tfkd.bench.benchmark_tool import BenchmarkFailed, UnparseableOutput
+        from tfkd.bench.fetch import BenchmarkToolUnavailable
+        if isinstance(err, (BenchmarkFailed, UnparseableOutput)):  # before ValueError: a subclass
+            return 1
+        if isinstance(err, BenchmarkToolUnavailable):
+            return 2
+    return 2 if isinstance(err, (ValueError, FileNotFoundError)) else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
