@@ -1,0 +1,237 @@
+"""Study reports: rebuild a study folder's table, Markdown summary and plots from its files alone.
+
+    paths = tfkd.report.build("runs/resolution_sweep/default")
+    # or: python -m tfkd.report runs/resolution_sweep/default
+
+A study folder holds `config.json` and `runs/<run_id>/` folders, each with `metrics.json`
+(written last, so its absence means the run did not finish) and the Keras `history.csv`.
+`build` writes, atomically and into the study folder:
+
+    results.csv   one row per complete run, sorted by run_id
+    report.md     configuration, per-configuration tables over seeds, KD gain, skipped runs
+    plots/        accuracy_vs_latency.png, accuracy_memory_vs_resolution.png,
+                  accuracy_vs_params.png, training_curves.png
+
+This package itself needs only matplotlib and the standard library; importing `tfkd` (the
+parent package) still loads TensorFlow.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import tempfile
+
+from tfkd.report import plots, tables
+from tfkd.report.plots import pareto_front
+
+__all__ = ["Study", "StudyError", "build", "load_study", "pareto_front", "read_history"]
+
+
+class StudyError(ValueError):
+    """A folder that is not a study folder, or a study with nothing to report."""
+
+
+@dataclasses.dataclass
+class Study:
+    """Everything a report is built from, read from one study folder.
+
+    Attributes:
+        path: the study folder.
+        config: the parsed `config.json`.
+        runs: the `metrics.json` dicts of complete runs, sorted by run_id.
+        skipped: (run folder relative to the study, reason) for each run left out.
+        histories: run_id -> history rows (dicts of floats, epoch 0-based as Keras writes it),
+            or None where history.csv is missing or unreadable.
+        truncated: run_ids whose history.csv ended in a partial line (dropped).
+    """
+
+    path: str
+    config: dict
+    runs: list
+    skipped: list
+    histories: dict
+    truncated: list
+
+
+def load_study(study_dir):
+    """Reads a study folder.
+
+    Args:
+        study_dir: a `runs/<recipe>/<name>` folder.
+
+    Returns:
+        A `Study`.
+
+    Raises:
+        StudyError: the folder has no readable config.json or no complete run.
+    """
+    config = _read_config(study_dir)
+    runs, skipped = _read_runs(study_dir)
+    if not runs:
+        found = f"{len(skipped)} incomplete" if skipped else "no run folders"
+        raise StudyError(f"{study_dir}: no complete runs ({found} under runs/); a run is "
+                         "complete once its metrics.json says \"complete\": true. Wait for the "
+                         "recipe to finish or rerun it.")
+    histories, truncated = {}, []
+    for run in runs:
+        path = os.path.join(study_dir, "runs", run["_folder"], "history.csv")
+        rows, cut = read_history(path)
+        histories[run["run_id"]] = rows
+        if cut:
+            truncated.append(run["run_id"])
+    return Study(str(study_dir), config, runs, skipped, histories, truncated)
+
+
+def _read_config(study_dir):
+    path = os.path.join(study_dir, "config.json")
+    if not os.path.isdir(study_dir):
+        raise StudyError(f"{study_dir} is not a folder; pass a study folder such as "
+                         "runs/resolution_sweep/default.")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise StudyError(f"{study_dir} has no config.json, so it is not a study folder; pass "
+                         "the folder a recipe wrote, e.g. runs/resolution_sweep/default.") from None
+    except (OSError, ValueError) as e:
+        raise StudyError(f"{path} is unreadable ({e}); rerun the recipe to rewrite it.") from None
+    if not isinstance(config, dict):
+        raise StudyError(f"{path} holds {type(config).__name__}, not a JSON object.")
+    return config
+
+
+def _read_runs(study_dir):
+    """(complete runs sorted by run_id, [(folder, reason)] for the runs left out)."""
+    runs_dir = os.path.join(study_dir, "runs")
+    folders = sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []
+    runs, skipped = [], []
+    for folder in folders:
+        if not os.path.isdir(os.path.join(runs_dir, folder)):
+            continue
+        metrics, reason = _read_metrics(os.path.join(runs_dir, folder, "metrics.json"))
+        if reason:
+            skipped.append((f"runs/{folder}", reason))
+            continue
+        # The folder name stands in for a missing run_id so every row has a key.
+        metrics["run_id"] = str(metrics.get("run_id") or folder)
+        metrics["_folder"] = folder
+        runs.append(metrics)
+    runs.sort(key=lambda r: r["run_id"])
+    return runs, skipped
+
+
+def _read_metrics(path):
+    """(metrics dict, None) for a complete run, else (None, why it is skipped)."""
+    try:
+        with open(path) as f:
+            metrics = json.load(f)
+    except FileNotFoundError:
+        return None, "no metrics.json (the run did not finish)"
+    except (OSError, ValueError) as e:
+        return None, f"metrics.json unreadable ({e})"
+    if not isinstance(metrics, dict):
+        return None, "metrics.json is not a JSON object"
+    if metrics.get("complete") is not True:
+        return None, "metrics.json is marked \"complete\": false"
+    return metrics, None
+
+
+def read_history(path):
+    """Rows of a Keras CSVLogger file, tolerating a run killed mid-write.
+
+    CSVLogger writes whole lines, so a last line without its newline, or a row whose field
+    count differs from the header, is a partial write: it and anything after it are dropped.
+
+    Args:
+        path: a history.csv.
+
+    Returns:
+        (rows, truncated): rows are dicts column -> float (NaN where Keras wrote "NA" or
+        nothing); rows is None when the file is missing or has no header; truncated says
+        whether a partial line was dropped.
+    """
+    try:
+        with open(path, newline="") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return None, False
+    lines = text.splitlines(keepends=True)
+    truncated = bool(lines) and not lines[-1].endswith(("\n", "\r"))
+    if truncated:
+        lines = lines[:-1]
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if not header:
+        return None, truncated
+    rows = []
+    for fields in reader:
+        row = _history_row(header, fields)
+        if row is None:
+            return rows, True
+        rows.append(row)
+    return rows, truncated
+
+
+def _history_row(header, fields):
+    if len(fields) != len(header):
+        return None
+    row = {}
+    for name, value in zip(header, fields):
+        try:
+            row[name] = float(value) if value not in ("", "NA") else float("nan")
+        except ValueError:
+            return None
+    return row
+
+
+def build(study_dir):
+    """Rebuilds results.csv, report.md and the plots of a study folder from its files.
+
+    Args:
+        study_dir: a `runs/<recipe>/<name>` folder.
+
+    Returns:
+        A dict name -> path written: "results_csv", "report_md" and one entry per plot
+        (the file name without .png).
+
+    Raises:
+        StudyError: the folder has no config.json or no complete run.
+    """
+    study = load_study(study_dir)
+    written = {}
+    plot_dir = os.path.join(study.path, "plots")
+    os.makedirs(plot_dir, exist_ok=True)
+    notes = {}
+    for name, draw in plots.PLOTS.items():
+        written[name] = os.path.join(plot_dir, name + ".png")
+        notes[name] = _write_atomic(written[name], lambda f, draw=draw: draw(study, f),
+                                    binary=True)
+    written["results_csv"] = os.path.join(study.path, "results.csv")
+    _write_atomic(written["results_csv"], lambda f: tables.write_results_csv(study, f))
+    written["report_md"] = os.path.join(study.path, "report.md")
+    _write_atomic(written["report_md"], lambda f: f.write(tables.report_markdown(study, notes)))
+    return written
+
+
+def _write_atomic(path, write, binary=False):
+    """Calls write(file) on a temporary file next to `path`, renames it over `path` and returns
+    what write returned.
+
+    A reader (or a crash) never sees a half-written report: the rename is atomic on POSIX and
+    Windows as long as the temporary file is on the same filesystem, hence the same folder.
+    """
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
+                               prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        mode = "wb" if binary else "w"
+        with os.fdopen(fd, mode, **({} if binary else {"newline": "", "encoding": "utf-8"})) as f:
+            result = write(f)
+        # mkstemp makes the file private (0600); a report is meant to be read by others.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        return result
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
