@@ -18,6 +18,8 @@ setup(
         "absl-py",
         "numpy>=1.26,<3",
         "matplotlib",
+        # Recipes log every run for TensorBoard; TensorFlow 2.21 no longer installs it.
+        "tensorboard==2.21.*",
     ],
     extras_require={
         # keras-hub pulls in the full tensorflow wheel and tensorflow-text: opt-in only.

@@ -1,41 +1,116 @@
-"""The resolution sweep recipe end to end on a small real Fashion-MNIST subset."""
+"""The resolution sweep end to end on a small real Fashion-MNIST subset: layout, resume, report."""
 
+import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from absl import app
 
 from tfkd.recipes import common
 
+TINY = ["--teacher=convnet_s", "--teacher_size=16", "--data_size=16", "--student=convnet_s",
+        "--resolutions=8,12", "--limit=512", "--test_limit=256", "--epochs=2",
+        "--teacher_epochs=2", "--batch_size=64", "--bench_threads=1"]
 
-def test_sweep_prints_the_table_and_writes_results(tmp_path):
-    out = tmp_path / "sweep"
-    command = [sys.executable, "-m", "tfkd.recipes.resolution_sweep", "--teacher=convnet_s",
-               "--teacher_size=16", "--data_size=16", "--student=convnet_s",
-               "--resolutions=8,12", "--limit=512", "--test_limit=256", "--epochs=1",
-               "--teacher_epochs=1", "--batch_size=64", f"--output_dir={out}"]
+
+def sweep(out, *extra, timeout=600):
+    command = [sys.executable, "-m", "tfkd.recipes.resolution_sweep", *TINY,
+               f"--output_dir={out}", *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def run_folders(study):
+    return sorted(os.listdir(study / "runs"))
+
+
+def history_epochs(path):
+    with open(path, newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    done = sweep(out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out / "resolution_sweep" / "default", done
+
+
+def test_the_study_folder_holds_every_file_the_report_needs(finished):
+    study, done = finished
+    ids = ["convnet_s-r12-kd-s0", "convnet_s-r12-scratch-s0", "convnet_s-r8-kd-s0",
+           "convnet_s-r8-scratch-s0"]
+    assert run_folders(study) == ids
+    config = json.loads((study / "config.json").read_text())
+    assert config["seeds"] == [0] and config["flags"]["resolutions"] == ["8", "12"]
+    assert config["versions"]["tensorflow"] and "hbm_oom_exit" not in config["flags"]
+    (teacher,) = os.listdir(study / "teachers")
+    assert (study / "teachers" / teacher / "teacher.keras").exists()
+    for run_id in ids:
+        folder = study / "runs" / run_id
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["complete"] and metrics["run_id"] == run_id
+        assert history_epochs(folder / "history.csv") == [0, 1]
+        assert (folder / "student.keras").exists() and (folder / "student_int8.tflite").exists()
+        assert os.listdir(folder / "tensorboard") and not (folder / "backup").exists()
+        assert metrics["macs"] > 0 and metrics["peak_rss_mb"] > 100
+        assert metrics["bench"][0]["target"] == "local" and metrics["bench"][0]["median_ms"] > 0
+        assert (metrics["teacher"] == "convnet_s") == (metrics["mode"] == "kd")
+    with open(study / "results.csv", newline="") as f:
+        assert sorted(row["run_id"] for row in csv.DictReader(f)) == ids
+    assert (study / "report.md").exists() and (study / "plots" / "training_curves.png").exists()
+    assert "run 4/4 convnet_s-r12-scratch-s0: test accuracy" in done.stdout
+    assert "ETA" in done.stdout and "report:" in done.stdout
+
+
+def test_the_same_command_again_skips_every_finished_run(finished):
+    study, _ = finished
+    stamps = {r: os.path.getmtime(study / "runs" / r / "metrics.json") for r in run_folders(study)}
+    again = sweep(study.parent.parent)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("skipped, already complete") == 4
+    assert "reusing" in again.stdout and "Training teacher" not in again.stdout
+    assert stamps == {r: os.path.getmtime(study / "runs" / r / "metrics.json")
+                      for r in run_folders(study)}
+
+
+def test_other_flags_under_the_same_name_are_refused(finished):
+    study, _ = finished
+    done = sweep(study.parent.parent, "--epochs=3")
+    assert done.returncode != 0
+    assert "holds a study made with other values of --epochs; pass --name=NEW" in done.stderr
+
+
+def test_a_sweep_killed_mid_training_finishes_with_every_run_once(tmp_path):
+    out = tmp_path / "killed"
+    study = out / "resolution_sweep" / "default"
+    command = [sys.executable, "-m", "tfkd.recipes.resolution_sweep", *TINY,
+               f"--output_dir={out}", "--epochs=3", "--scratch=false"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = study / "runs" / "convnet_s-r8-kd-s0" / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if history.exists() and len(history_epochs(history)) >= 1:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # the first run has finished an epoch, not the last
+    process.wait()
+    assert not (study / "runs" / "convnet_s-r8-kd-s0" / "metrics.json").exists()
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert ("resolution     params  test_acc  agreement  epoch_s tflite_kB  int8_acc "
-            "drop_pts") in done.stdout
-    assert "run 2/2: convnet_s@12" in done.stdout
-    results = json.loads((out / "results.json").read_text())
-    assert [row["resolution"] for row in results["rows"]] == [8, 12]
-    for row in results["rows"]:
-        assert 0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["teacher_agreement"] <= 1.0
-        assert row["epoch_seconds"] > 0
-        tflite = out / f"student_{row['resolution']}_int8.tflite"
-        assert row["tflite_path"] == str(tflite) and row["tflite_bytes"] == tflite.stat().st_size
-        assert row["quantization_drop_points"] == pytest.approx(
-            100 * (row["test_accuracy"] - row["tflite_accuracy"]), abs=1e-6)
-    assert 0.0 <= results["teacher_accuracy"] <= 1.0  # 8 steps: plumbing, not accuracy
-    assert (out / "teacher.keras").exists() and (out / "student_12.keras").exists()
-    assert results["flags"]["limit"] == 512
+    assert run_folders(study) == ["convnet_s-r12-kd-s0", "convnet_s-r8-kd-s0"]
+    for run_id in run_folders(study):
+        assert history_epochs(study / "runs" / run_id / "history.csv") == [0, 1, 2]
+        assert json.loads((study / "runs" / run_id / "metrics.json").read_text())["complete"]
+    assert not [p for p in study.rglob("*.tmp*")]  # no half-written file left anywhere
 
 
-def test_bad_resolutions_are_refused_before_any_training():
+def test_bad_flags_are_refused_before_any_training():
     with pytest.raises(app.UsageError, match="--resolutions must be comma-separated integers, "
                                              "got '32,4x'; e.g. --resolutions=32,48,64"):
         common.parse_sizes(["32", "4x"], "mobilenetv3_small", "--resolutions")
@@ -43,3 +118,14 @@ def test_bad_resolutions_are_refused_before_any_training():
                                              r"drop \[16\]"):
         common.parse_sizes(["16", "32"], "mobilenetv3_small", "--resolutions")
     assert common.parse_sizes(["32", "48"], "mobilenetv3_small", "--resolutions") == [32, 48]
+    with pytest.raises(app.UsageError, match=r"--seeds must be comma-separated integers >= 0, "
+                                             r"got 'a'; e.g. --seeds=0,1,2"):
+        common.parse_ints(["a"], "--seeds", "0,1,2")
+    with pytest.raises(app.UsageError, match=r"unknown model\(s\) \['mobilenet_v9'\]"):
+        common.check_models("mobilenet_v9")
+
+
+def test_a_bad_target_is_refused_before_training(tmp_path):
+    done = sweep(tmp_path, "--targets=phone")
+    assert done.returncode != 0 and "--targets: target='phone'; use 'local'" in done.stderr
+    assert not (tmp_path / "resolution_sweep" / "default" / "teachers").exists()

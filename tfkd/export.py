@@ -95,8 +95,9 @@ def to_tflite(model, path, *, quantization="int8", representative_data=None,
     start = time.perf_counter()
     directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    # Keras insists on the .tflite suffix, so the temporary name keeps it.
-    tmp = os.path.join(directory, f".{name[:-len('.tflite')]}.{os.getpid()}.tmp.tflite")
+    # Keras insists on the .tflite suffix, so the temporary name keeps it. One fixed name: a
+    # later export overwrites what a killed one left behind.
+    tmp = os.path.join(directory, f".{name[:-len('.tflite')]}.tmp.tflite")
     try:
         _convert(model, tmp, image_shape, options)
         os.replace(tmp, path)

@@ -28,7 +28,7 @@ _TARGET_TOOLS = {"local": TOOLS, "adb": ("benchmark_model",),
                  "ssh": ("litert", "benchmark_model")}
 
 __all__ = ["BenchResult", "BenchmarkFailed", "TOOLS", "append_jsonl", "benchmark_tool",
-           "fetch_benchmark_tool", "read_jsonl", "run"]
+           "fetch_benchmark_tool", "read_jsonl", "run", "target_kind"]
 
 
 def run(path, target="local", *, threads=(1, 2), tool=None, warmup_runs=5, num_runs=50,
@@ -55,7 +55,7 @@ def run(path, target="local", *, threads=(1, 2), tool=None, warmup_runs=5, num_r
     threads = _thread_list(threads)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path}; pass the path of a .tflite file")
-    kind = _target_kind(target)
+    kind = target_kind(target)
     tool = tool or _TARGET_TOOLS[kind][0]
     if tool not in _TARGET_TOOLS[kind]:
         raise ValueError(f"tool={tool!r} cannot run on target {target!r}; choose one of "
@@ -89,7 +89,8 @@ def _run_local(path, tool, threads, counts, benchmark_binary, timeout_s, setting
                                **settings) for t in threads]
 
 
-def _target_kind(target):
+def target_kind(target):
+    """"local", "adb" or "ssh" for a target string; ValueError saying the forms otherwise."""
     if target == "local":
         return "local"
     if target == "adb" or target.startswith("adb:"):

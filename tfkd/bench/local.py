@@ -29,7 +29,7 @@ def run_interpreter(path, *, threads=1, warmup_runs=5, num_runs=50, delegate="xn
         during the run, `memory_init_mb` / `memory_overall_mb` its growth from before loading.
     """
     _check_counts(threads, warmup_runs, num_runs)
-    with _RssSampler() as rss:
+    with RssSampler() as rss:
         start = time.perf_counter()
         interpreter, runtime, version = tflite_file.load_interpreter(
             path, num_threads=threads, delegate=delegate)
@@ -92,7 +92,7 @@ def _timed_invokes(interpreter, inputs, runs):
     return times
 
 
-class _RssSampler:
+class RssSampler:
     """Samples this process's resident memory every few milliseconds in a background thread.
 
     A thread catches peaks between the points the benchmark itself could look at (tensor

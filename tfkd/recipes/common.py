@@ -1,8 +1,7 @@
-"""Pieces shared by the recipes: flags every recipe takes, teacher training, timing."""
+"""Pieces shared by the recipes: the flags every recipe takes, data, the teacher, the export."""
 
-import json
+import dataclasses
 import os
-import time
 
 import keras
 from absl import app, flags
@@ -10,32 +9,58 @@ from absl import logging as absl_logging
 
 import tfkd
 from tfkd.distiller import resize_images
+from tfkd.recipes import study as study_lib
+
+FLAGS = flags.FLAGS
 
 
-def define_common_flags():
-    """Flags shared by every recipe (call once, at import of the recipe module)."""
-    flags.DEFINE_string("dataset", "fashion_mnist",
+def define_common_flags(**defaults):
+    """Flags shared by every recipe; `defaults` overrides a flag's default for this recipe.
+
+    Call once, at import of the recipe module.
+    """
+    d = {"dataset": "fashion_mnist", "data_size": 28, "teacher": "convnet_m",
+         "teacher_size": 28, "teacher_epochs": 3, "teacher_patience": 2, "epochs": 3,
+         "batch_size": 128, "learning_rate": 2e-3, "limit": 20000, "test_limit": 0,
+         "seeds": ["0"], "temperature": 4.0, "student_loss_weight": 0.5, "output_dir": "runs",
+         "name": "default", "targets": ["local"], "bench_threads": ["1", "2"],
+         "quantization": "int8", **defaults}
+    flags.DEFINE_string("dataset", d["dataset"],
                         "Dataset: fashion_mnist, image_folder:PATH or tfds:NAME.")
-    flags.DEFINE_integer("data_size", 28, "Side the dataset is loaded at; the Distiller "
-                         "resizes each batch to each model's own input size.")
-    flags.DEFINE_string("teacher", "convnet_m", "Teacher model (tfkd.list_models()).")
-    flags.DEFINE_integer("teacher_size", 28, "Teacher input side.")
-    flags.DEFINE_integer("teacher_epochs", 3, "Epochs to train the teacher.")
-    flags.DEFINE_integer("epochs", 3, "KD epochs per student.")
-    flags.DEFINE_integer("batch_size", 128, "Batch size.")
-    flags.DEFINE_float("learning_rate", 2e-3, "Peak Adam learning rate (cosine decay).")
-    flags.DEFINE_integer("limit", 20000, "Training examples used (a fixed subset); 0: all.")
-    flags.DEFINE_integer("test_limit", 0, "Test examples used; 0: the whole test split.")
-    flags.DEFINE_integer("seed", 0, "Random seed (keras.utils.set_random_seed).")
-    flags.DEFINE_float("temperature", 4.0, "KD temperature.")
-    flags.DEFINE_float("student_loss_weight", 0.5, "Weight of the hard-label loss.")
-    flags.DEFINE_string("output_dir", "runs/resolution_sweep", "Where models and results go.")
-    flags.DEFINE_integer("verbose", 0, "Keras fit verbosity (0, 1 or 2).")
-    flags.DEFINE_enum("quantization", "int8", [*tfkd.export.QUANTIZATIONS, "none"],
+    flags.DEFINE_integer("data_size", d["data_size"], "Side the dataset is loaded at; each "
+                         "model gets the batches resized to its own input side.")
+    flags.DEFINE_string("teacher", d["teacher"], "Teacher model (tfkd.list_models()).")
+    flags.DEFINE_integer("teacher_size", d["teacher_size"], "Teacher input side.")
+    flags.DEFINE_integer("teacher_epochs", d["teacher_epochs"], "Most epochs to train the "
+                         "teacher for (early stopping may end sooner).")
+    flags.DEFINE_integer("teacher_patience", d["teacher_patience"], "Early stopping: epochs "
+                         "without a better held-out accuracy before the teacher stops.")
+    flags.DEFINE_integer("epochs", d["epochs"], "Training epochs per student run.")
+    flags.DEFINE_integer("batch_size", d["batch_size"], "Batch size.")
+    flags.DEFINE_float("learning_rate", d["learning_rate"], "Peak Adam learning rate (cosine "
+                       "decay to zero over each run).")
+    flags.DEFINE_integer("limit", d["limit"], "Training examples used (the first N of the "
+                         "split); 0: all.")
+    flags.DEFINE_integer("test_limit", d["test_limit"], "Test examples used; 0: all.")
+    flags.DEFINE_list("seeds", d["seeds"], "Seeds; every run is repeated once per seed and the "
+                      "report gives mean and std over them.")
+    flags.DEFINE_float("temperature", d["temperature"], "KD temperature.")
+    flags.DEFINE_float("student_loss_weight", d["student_loss_weight"],
+                       "Weight of the hard-label loss in KD (the rest goes to distillation).")
+    flags.DEFINE_string("output_dir", d["output_dir"], "Root folder: the study goes to "
+                        "OUTPUT_DIR/<recipe>/<name>/.")
+    flags.DEFINE_string("name", d["name"], "Study name. The same command with the same name "
+                        "resumes it, skipping finished runs.")
+    flags.DEFINE_list("targets", d["targets"], "Where to time each exported student: local, "
+                      "adb, adb:SERIAL or ssh:user@host[:port]; empty: no latency.")
+    flags.DEFINE_list("bench_threads", d["bench_threads"], "CPU thread counts for latency.")
+    flags.DEFINE_enum("quantization", d["quantization"], [*tfkd.export.QUANTIZATIONS, "none"],
                       "TFLite export of each student, checked against the float model on the "
-                      "test split; none: no export.")
+                      "test split; none: no export and no latency.")
     flags.DEFINE_float("max_quantization_drop", 1.0, "Accuracy points the export may lose "
                        "before it is flagged.")
+    flags.DEFINE_integer("verbose", 0, "Keras progress bar per epoch: 0 quiet, 1 bar, "
+                         "2 a line per epoch.")
 
 
 def parse_sizes(values, model, flag):
@@ -53,12 +78,70 @@ def parse_sizes(values, model, flag):
     return sizes
 
 
-def load_splits(cfg):
-    """(train, test) datasets at `cfg.data_size`, as the flags ask."""
-    common = {"image_size": cfg.data_size, "batch_size": cfg.batch_size, "seed": cfg.seed}
-    train = tfkd.data.load(cfg.dataset, "train", limit=cfg.limit or None, **common)
-    test = tfkd.data.load(cfg.dataset, "test", limit=cfg.test_limit or None, **common)
-    return train, test
+def parse_ints(values, flag, example, minimum=0):
+    """A list flag as integers >= `minimum`, with a usage error that says what to pass."""
+    try:
+        numbers = [int(v) for v in values]
+    except ValueError:
+        numbers = []
+    if not numbers or min(numbers) < minimum:
+        raise app.UsageError(f"{flag} must be comma-separated integers >= {minimum}, got "
+                             f"{','.join(values)!r}; e.g. {flag}={example}")
+    return numbers
+
+
+def check_models(*names):
+    """A usage error naming the zoo when a model name is unknown."""
+    known = tfkd.list_models()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise app.UsageError(f"unknown model(s) {unknown}; choose from {known}")
+
+
+def start(recipe, cfg):
+    """The checks and set-up every recipe does first; returns (study, seeds)."""
+    quiet_tensorflow_logging()
+    seeds = parse_ints(cfg.seeds, "--seeds", "0,1,2")
+    if cfg.targets:  # checked before any training, used after it
+        parse_ints(cfg.bench_threads, "--bench_threads", "1,2", minimum=1)
+    for target in cfg.targets:
+        try:
+            tfkd.bench.target_kind(target)
+        except ValueError as e:
+            raise app.UsageError(f"--targets: {e}") from None
+    study = study_lib.Study(recipe, cfg.output_dir, cfg.name, study_lib.recipe_flags(), seeds)
+    return study, seeds
+
+
+@dataclasses.dataclass
+class Data:
+    """The splits a study trains and evaluates on."""
+
+    train: object
+    test: object
+    calibration: object
+    steps_per_epoch: int
+    num_classes: int
+
+
+def load_data(cfg, seed):
+    """Train (shuffled with `seed`), test and calibration splits at --data_size."""
+    num_classes = tfkd.data.dataset_info(cfg.dataset)["num_classes"]
+    shared = {"image_size": cfg.data_size, "batch_size": cfg.batch_size}
+    train = tfkd.data.load(cfg.dataset, "train", limit=cfg.limit or None, seed=seed, **shared)
+    test = tfkd.data.load(cfg.dataset, "test", limit=cfg.test_limit or None, **shared)
+    return Data(train=train, test=test, calibration=calibration_split(cfg),
+                steps_per_epoch=num_batches(train), num_classes=num_classes)
+
+
+def calibration_split(cfg, count=200):
+    """The first `count` training images, unshuffled, for int8 calibration.
+
+    A dataset of its own: iterating the shuffled training set would move its reshuffling on, and
+    each student's training order would then depend on the exports before it.
+    """
+    return tfkd.data.load(cfg.dataset, "train", image_size=cfg.data_size,
+                          batch_size=cfg.batch_size, limit=count, shuffle=False)
 
 
 def optimizer(cfg, steps):
@@ -73,48 +156,73 @@ def num_batches(dataset):
     return n if n >= 0 else sum(1 for _ in dataset)
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Records the wall time of every epoch in `self.seconds`."""
-
-    def on_train_begin(self, logs=None):
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-
-
-def train_teacher(cfg, train, test, num_classes, steps_per_epoch):
-    """Trains the teacher on the labels; returns (model, test accuracy)."""
-    keras.utils.set_random_seed(cfg.seed)
-    teacher = tfkd.create_model(cfg.teacher, image_size=cfg.teacher_size,
-                                num_classes=num_classes)
-    teacher.compile(optimizer=optimizer(cfg, cfg.teacher_epochs * steps_per_epoch),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=["accuracy"])
-    # shuffle=False: the dataset shuffles itself (Keras would warn that it ignores shuffle=True).
-    teacher.fit(_resized(train, cfg.teacher_size), epochs=cfg.teacher_epochs,
-                verbose=cfg.verbose, shuffle=False)
-    accuracy = teacher.evaluate(_resized(test, cfg.teacher_size), verbose=0,
-                                return_dict=True)["accuracy"]
-    return teacher, accuracy
-
-
-def _resized(dataset, size):
+def resized(dataset, size):
     """The dataset resized exactly as the Distiller will resize it for this model."""
     return dataset.map(lambda x, y: (resize_images(x, (size, size)), y))
 
 
-def calibration_split(cfg, count=200):
-    """The first `count` training images, unshuffled, for int8 calibration.
+@dataclasses.dataclass
+class Teacher:
+    """A trained teacher and what the report says about it."""
 
-    A dataset of its own: iterating the shuffled training set would move its reshuffling on, and
-    each student's training order would then depend on the exports before it.
+    model: object
+    name: str
+    family: str
+    kind: str
+    size: int
+    accuracy: float
+
+
+def get_teacher(study, cfg, data, name=None, size=None, seed=0):
+    """The teacher of this config: loaded if the study trained it before, else trained now.
+
+    Trained on the labels with early stopping on a held-out tenth of the training batches
+    (restoring the best epoch), keyed by a hash of everything that shapes it.
     """
-    return tfkd.data.load(cfg.dataset, "train", image_size=cfg.data_size,
-                          batch_size=cfg.batch_size, limit=count, shuffle=False)
+    name, size = name or cfg.teacher, size or cfg.teacher_size
+    config = {"teacher": name, "size": size, "epochs": cfg.teacher_epochs,
+              "patience": cfg.teacher_patience, "dataset": cfg.dataset,
+              "data_size": cfg.data_size, "limit": cfg.limit, "batch_size": cfg.batch_size,
+              "learning_rate": cfg.learning_rate, "seed": seed}
+    folder = study.teacher_dir(config)
+    path, info_path = os.path.join(folder, "teacher.keras"), os.path.join(folder, "teacher.json")
+    info = study_lib.read_json(info_path)
+    if info and os.path.exists(path):
+        print(f"teacher {name}@{size}: reusing {path} (test accuracy {info['accuracy']:.4f})",
+              flush=True)
+        model = keras.saving.load_model(path, safe_mode=True)
+    else:
+        print(f"Training teacher {name}@{size} ...", flush=True)
+        model, info = _train_teacher(cfg, data, name, size, seed, folder)
+        info["config"] = config
+        study_lib.save_model(model, path)
+        study_lib.write_json(info_path, info)
+        print(f"teacher test accuracy {info['accuracy']:.4f} after {info['epochs_run']} "
+              "epochs", flush=True)
+    module = tfkd.models._family_of(name)
+    return Teacher(model=model, name=name, family=module.FAMILY, kind=module.KIND, size=size,
+                   accuracy=info["accuracy"])
+
+
+def _train_teacher(cfg, data, name, size, seed, folder):
+    keras.utils.set_random_seed(seed)
+    teacher = tfkd.create_model(name, image_size=size, num_classes=data.num_classes)
+    held_out = max(1, data.steps_per_epoch // 10)
+    train = resized(data.train.skip(held_out), size)
+    val = resized(data.train.take(held_out), size)
+    teacher.compile(optimizer=optimizer(cfg, cfg.teacher_epochs * (data.steps_per_epoch -
+                                                                   held_out)),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=cfg.teacher_patience,
+                                         restore_best_weights=True)
+    backup = study_lib.AtomicBackupAndRestore(os.path.join(folder, "backup"))
+    history = teacher.fit(train, validation_data=val, epochs=cfg.teacher_epochs,
+                          callbacks=[stop, backup], verbose=cfg.verbose, shuffle=False)
+    accuracy = teacher.evaluate(resized(data.test, size), verbose=0,
+                                return_dict=True)["accuracy"]
+    return teacher, {"accuracy": float(accuracy), "epochs_run": len(history.epoch),
+                     "val_accuracy": [float(v) for v in history.history["val_accuracy"]]}
 
 
 def export_student(cfg, student, path, calibration, test):
@@ -137,14 +245,6 @@ def quiet_tensorflow_logging():
     absl's app.run logs INFO by default, and the TFLite converter then prints a dozen lines per
     export (SavedModel assets, fingerprints) that bury the recipe's own progress.
     """
-    if not flags.FLAGS["verbosity"].present:
+    if not FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)
 
-
-def write_json(path, payload):
-    """Writes JSON atomically: a reader never sees a half-written file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)

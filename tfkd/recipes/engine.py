@@ -1,0 +1,191 @@
+"""Training one run of a study, resumably, and recording everything the report reads.
+
+A run is one student, at one resolution, in one mode, with one seed:
+    "kd"       distilled from the teacher;
+    "scratch"  trained on the labels alone (the baseline KD must beat);
+    "kd+ft"    distilled, then fine-tuned on the labels (finetune_after_kd).
+"""
+
+import dataclasses
+import os
+import shutil
+import time
+from typing import Optional
+
+import keras
+
+import tfkd
+from tfkd.recipes import common, measure, study as study_lib
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """What one run trains. `init_from` starts from a saved student instead of random weights."""
+
+    student: str
+    resolution: int
+    mode: str
+    seed: int
+    epochs: int
+    budget_s: Optional[float] = None
+    init_from: Optional[str] = None
+    tag: str = ""
+
+    @property
+    def run_id(self):
+        tag = f"-{self.tag}" if self.tag else ""
+        return f"{self.student}-r{self.resolution}-{self.mode}{tag}-s{self.seed}"
+
+
+class EpochSeconds(keras.callbacks.Callback):
+    """Puts each epoch's wall time into the logs, so history.csv keeps it across resumes."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training once `budget_s` seconds of training have passed (checked every batch)."""
+
+    def __init__(self, budget_s, spent_s=0.0):
+        super().__init__()
+        self.budget_s, self.spent_s = budget_s, spent_s
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.spent_s + time.perf_counter() - self._start >= self.budget_s:
+            self.model.stop_training = True
+
+
+def run_all(study, runs, cfg, data_for, teacher_for):
+    """Runs every `RunSpec` not yet complete, printing progress; returns all their metrics.
+
+    Args:
+        data_for: seed -> `common.Data`.
+        teacher_for: spec -> `common.Teacher` (called for "kd" runs only).
+    """
+    progress = study_lib.Progress(len(runs))
+    rows = []
+    for spec in runs:
+        done = study.completed(spec.run_id)
+        if done:
+            progress.finished(spec.run_id, None)
+        else:
+            start = time.perf_counter()
+            teacher = teacher_for(spec) if spec.mode == "kd" else None
+            done = train_run(study, spec, cfg, data_for(spec.seed), teacher)
+            progress.finished(spec.run_id, f"test accuracy {done['test_accuracy']:.4f}",
+                              time.perf_counter() - start)
+        rows.append(done)
+    return rows
+
+
+def train_run(study, spec, cfg, data, teacher=None):
+    """Trains, exports, benchmarks and records one run; returns its metrics.
+
+    Args:
+        study: the `Study` the run belongs to.
+        spec: the `RunSpec`.
+        cfg: the recipe's flag values.
+        data: a `common.Data` (train, test, calibration, steps per epoch, classes).
+        teacher: a `common.Teacher` for "kd" runs.
+    """
+    run_dir = study.run_dir(spec.run_id)
+    keras.utils.set_random_seed(spec.seed)
+    student = _student(spec, data.num_classes)
+    model, train, test = _trainable(spec, cfg, student, teacher, data)
+    history_path = os.path.join(run_dir, "history.csv")
+    spent = sum(study_lib.read_history(history_path).get("epoch_seconds", []) or [0.0])
+    # History before backup: a kill between the two re-trains that epoch and rewrites its row,
+    # whereas the other order could lose the row of an epoch the backup already holds.
+    callbacks = [
+        EpochSeconds(), study_lib.HistoryCSV(history_path),
+        study_lib.AtomicBackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=False),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False,
+                                    profile_batch=0)]
+    if spec.budget_s:
+        callbacks.append(TimeBudget(spec.budget_s, spent))
+    with measure.RssSampler() as rss:
+        model.fit(train, validation_data=test, epochs=spec.epochs, callbacks=callbacks,
+                  verbose=cfg.verbose, shuffle=False)  # tfkd.data shuffles the train split
+    metrics = _describe(spec, student, teacher, study_lib.read_history(history_path), rss)
+    study_lib.save_model(student, os.path.join(run_dir, "student.keras"))
+    metrics.update(_export_and_bench(cfg, student, run_dir, data))
+    metrics = study.finish(spec.run_id, metrics)
+    shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
+    return metrics
+
+
+def _student(spec, num_classes):
+    if spec.init_from:
+        return keras.saving.load_model(spec.init_from, safe_mode=True)
+    return tfkd.create_model(spec.student, image_size=spec.resolution, num_classes=num_classes)
+
+
+def _trainable(spec, cfg, student, teacher, data):
+    """(model to fit, train data, validation data) for the run's mode."""
+    steps = spec.epochs * data.steps_per_epoch
+    if spec.mode == "kd":
+        model = tfkd.Distiller(teacher=teacher.model, student=student,
+                               temperature=cfg.temperature,
+                               student_loss_weight=cfg.student_loss_weight)
+        model.compile(optimizer=common.optimizer(cfg, steps), metrics=["accuracy"])
+        return model, data.train, data.test
+    # Labels only: the student sees the batches resized exactly as the Distiller resizes them.
+    student.compile(optimizer=common.optimizer(cfg, steps),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=["accuracy"])
+    size = spec.resolution
+    return student, common.resized(data.train, size), common.resized(data.test, size)
+
+
+def _describe(spec, student, teacher, history, rss):
+    """The metrics of a trained run: accuracies per epoch, cost, the model."""
+    val = history.get("val_accuracy") or [None]
+    best = max(range(len(val)), key=lambda i: val[i] if val[i] is not None else -1)
+    module = tfkd.models._family_of(spec.student)  # family and kind, without building
+    agreement = history.get("val_teacher_agreement")
+    seconds = history.get("epoch_seconds") or []
+    return {
+        **dataclasses.asdict(spec), "family": module.FAMILY, "kind": module.KIND,
+        "params": int(student.count_params()), "macs": int(measure.macs_per_image(student)),
+        "teacher": teacher.name if teacher else None,
+        "teacher_family": teacher.family if teacher else None,
+        "teacher_kind": teacher.kind if teacher else None,
+        "teacher_resolution": teacher.size if teacher else None,
+        "teacher_accuracy": teacher.accuracy if teacher else None,
+        "epochs_run": len(val) if val[0] is not None else 0,
+        "test_accuracy": val[-1], "last_accuracy": val[-1],
+        "best_accuracy": val[best], "best_epoch": best + 1,
+        "teacher_agreement": agreement[-1] if agreement else None,
+        "train_seconds": sum(s for s in seconds if s), "epoch_seconds": _median(seconds),
+        "peak_rss_mb": rss.peak_mb,
+    }
+
+
+def _median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+def _export_and_bench(cfg, student, run_dir, data):
+    """The run's TFLite export (checked) and its latency on every --targets target."""
+    if cfg.quantization == "none":
+        return {"tflite": {}, "bench": []}
+    path = os.path.join(run_dir, f"student_{cfg.quantization}.tflite")
+    row = common.export_student(cfg, student, path, data.calibration, data.test)
+    tflite = {cfg.quantization: {"path": path, "bytes": row["tflite_bytes"],
+                                 "accuracy": row["tflite_accuracy"],
+                                 "drop_points": row["quantization_drop_points"],
+                                 "passed": row["quantization_passed"],
+                                 "float_ops": row["tflite_float_ops"]}}
+    threads = tuple(int(t) for t in cfg.bench_threads)
+    bench = [r.to_dict() for target in cfg.targets
+             for r in tfkd.bench.run(path, target, threads=threads)]
+    return {"tflite": tflite, "bench": bench}
