@@ -144,9 +144,10 @@ def calibration_split(cfg, count=200):
                           batch_size=cfg.batch_size, limit=count, shuffle=False)
 
 
-def optimizer(cfg, steps):
+def optimizer(cfg, steps, learning_rate=None):
     """Adam with a cosine decay over `steps`: short schedules need the final low rate."""
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, steps))
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate or cfg.learning_rate,
+                                                      max(1, steps))
     return keras.optimizers.Adam(schedule)
 
 
@@ -166,6 +167,7 @@ class Teacher:
     """A trained teacher and what the report says about it."""
 
     model: object
+    path: str
     name: str
     family: str
     kind: str
@@ -200,8 +202,8 @@ def get_teacher(study, cfg, data, name=None, size=None, seed=0):
         print(f"teacher test accuracy {info['accuracy']:.4f} after {info['epochs_run']} "
               "epochs", flush=True)
     module = tfkd.models._family_of(name)
-    return Teacher(model=model, name=name, family=module.FAMILY, kind=module.KIND, size=size,
-                   accuracy=info["accuracy"])
+    return Teacher(model=model, path=path, name=name, family=module.FAMILY, kind=module.KIND,
+                   size=size, accuracy=info["accuracy"])
 
 
 def _train_teacher(cfg, data, name, size, seed, folder):

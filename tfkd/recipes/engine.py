@@ -1,9 +1,10 @@
 """Training one run of a study, resumably, and recording everything the report reads.
 
 A run is one student, at one resolution, in one mode, with one seed:
-    "kd"       distilled from the teacher;
-    "scratch"  trained on the labels alone (the baseline KD must beat);
-    "kd+ft"    distilled, then fine-tuned on the labels (finetune_after_kd).
+    "kd"        distilled from the teacher;
+    "scratch"   trained on the labels alone (the baseline KD must beat);
+    "kd-stage"  distilled, as the first stage of a "kd+ft" run;
+    "kd+ft"     a "kd-stage" student fine-tuned on the labels (finetune_after_kd).
 """
 
 import dataclasses
@@ -18,6 +19,10 @@ import tfkd
 from tfkd.recipes import common, measure, study as study_lib
 
 
+# Modes trained by a Distiller; every other mode trains on the labels alone.
+DISTILLED_MODES = ("kd", "kd-stage")
+
+
 @dataclasses.dataclass
 class RunSpec:
     """What one run trains. `init_from` starts from a saved student instead of random weights."""
@@ -29,6 +34,7 @@ class RunSpec:
     epochs: int
     budget_s: Optional[float] = None
     init_from: Optional[str] = None
+    learning_rate: Optional[float] = None
     tag: str = ""
 
     @property
@@ -78,7 +84,7 @@ def run_all(study, runs, cfg, data_for, teacher_for):
             progress.finished(spec.run_id, None)
         else:
             start = time.perf_counter()
-            teacher = teacher_for(spec) if spec.mode == "kd" else None
+            teacher = teacher_for(spec) if spec.mode.startswith("kd") else None
             done = train_run(study, spec, cfg, data_for(spec.seed), teacher)
             progress.finished(spec.run_id, f"test accuracy {done['test_accuracy']:.4f}",
                               time.perf_counter() - start)
@@ -131,14 +137,15 @@ def _student(spec, num_classes):
 def _trainable(spec, cfg, student, teacher, data):
     """(model to fit, train data, validation data) for the run's mode."""
     steps = spec.epochs * data.steps_per_epoch
-    if spec.mode == "kd":
+    optimizer = common.optimizer(cfg, steps, spec.learning_rate)
+    if spec.mode in DISTILLED_MODES:
         model = tfkd.Distiller(teacher=teacher.model, student=student,
                                temperature=cfg.temperature,
                                student_loss_weight=cfg.student_loss_weight)
-        model.compile(optimizer=common.optimizer(cfg, steps), metrics=["accuracy"])
+        model.compile(optimizer=optimizer, metrics=["accuracy"])
         return model, data.train, data.test
     # Labels only: the student sees the batches resized exactly as the Distiller resizes them.
-    student.compile(optimizer=common.optimizer(cfg, steps),
+    student.compile(optimizer=optimizer,
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
     size = spec.resolution
