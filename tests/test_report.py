@@ -12,6 +12,7 @@ import matplotlib.image
 import pytest
 
 from tfkd import report
+from tfkd.report import findings
 from tfkd.report.__main__ import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -260,3 +261,26 @@ def test_runs_missing_optional_keys_do_not_crash(tmp_path):
     assert "| s | 32 | kd | — | 1 | — |" in text and "*no usable history.csv*" in text
     for name in PLOTS:
         assert matplotlib.image.imread(written[name]).shape[1] > 300
+
+
+def test_readme_findings_block_is_generated_from_the_study(tmp_path):
+    study = make_study(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{findings.START}\nstale text\n{findings.END}\nafter\n")
+    done = subprocess.run([sys.executable, "-m", "tfkd.report", "--readme", str(readme),
+                           str(study)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{findings.END}\nafter\n")
+    assert "stale text" not in text and "### resolution_sweep" in text
+    assert "| Student | Res | Mode | Teacher |" in text and "commit `abc123`" in text
+    image = tmp_path / "docs" / "findings" / "resolution_sweep_accuracy_memory_vs_resolution.png"
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(docs/findings/resolution_sweep_accuracy_memory_vs_resolution.png)" in text
+
+
+def test_readme_without_the_block_is_refused(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no block\n")
+    with pytest.raises(ValueError, match="has no findings block; add the two lines"):
+        findings.update_readme(str(readme), [str(make_study(tmp_path))])
