@@ -11,8 +11,8 @@ import pytest
 import tfkd
 
 RECIPES = pathlib.Path(tfkd.__file__).parent / "recipes"
-TINY = ["--data_size=16", "--limit=512", "--test_limit=256", "--batch_size=64",
-        "--teacher_epochs=1", "--epochs=1", "--quantization=none"]
+TINY = ["--data_size=16", "--limit=512", "--teacher_limit=512", "--test_limit=256",
+        "--batch_size=64", "--teacher_epochs=1", "--epochs=1", "--quantization=none"]
 
 
 def recipe(name, out, *flags, timeout=600):

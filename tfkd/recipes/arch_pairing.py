@@ -29,7 +29,7 @@ flags.DEFINE_list("teachers", ["convnet_m", "vit_micro"], "Teacher models (tfkd.
                   "'cnn') and tfkd.list_models('vit')).")
 flags.DEFINE_list("students", ["mobilenetv3_small", "mobilevit_xxs"], "Student models.")
 flags.DEFINE_integer("student_size", 32, "Student input side.")
-common.define_common_flags(limit=10000, teacher_size=32)
+common.define_common_flags(teacher_size=32)
 FLAGS = flags.FLAGS
 
 

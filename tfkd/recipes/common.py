@@ -4,6 +4,7 @@ import dataclasses
 import os
 
 import keras
+import tensorflow as tf
 from absl import app, flags
 from absl import logging as absl_logging
 
@@ -21,7 +22,8 @@ def define_common_flags(**defaults):
     """
     d = {"dataset": "fashion_mnist", "data_size": 28, "teacher": "convnet_m",
          "teacher_size": 28, "teacher_epochs": 3, "teacher_patience": 2, "epochs": 3,
-         "batch_size": 128, "learning_rate": 2e-3, "limit": 20000, "test_limit": 0,
+         "batch_size": 128, "learning_rate": 2e-3, "limit": 5000, "teacher_limit": 30000,
+         "test_limit": 0,
          "seeds": ["0"], "temperature": 4.0, "student_loss_weight": 0.5, "output_dir": "runs",
          "name": "default", "targets": ["local"], "bench_threads": ["1", "2"],
          "quantization": "int8", **defaults}
@@ -41,6 +43,9 @@ def define_common_flags(**defaults):
                        "decay to zero over each run).")
     flags.DEFINE_integer("limit", d["limit"], "Training examples used (the first N of the "
                          "split); 0: all.")
+    flags.DEFINE_integer("teacher_limit", d["teacher_limit"], "Training examples the teacher "
+                         "learns from (the first N); 0: the same as --limit. A teacher that saw "
+                         "more data than the students is the usual KD setting.")
     flags.DEFINE_integer("test_limit", d["test_limit"], "Test examples used; 0: all.")
     flags.DEFINE_list("seeds", d["seeds"], "Seeds; every run is repeated once per seed and the "
                       "report gives mean and std over them.")
@@ -184,7 +189,8 @@ def get_teacher(study, cfg, data, name=None, size=None, seed=0):
     name, size = name or cfg.teacher, size or cfg.teacher_size
     config = {"teacher": name, "size": size, "epochs": cfg.teacher_epochs,
               "patience": cfg.teacher_patience, "dataset": cfg.dataset,
-              "data_size": cfg.data_size, "limit": cfg.limit, "batch_size": cfg.batch_size,
+              "data_size": cfg.data_size, "limit": cfg.teacher_limit or cfg.limit,
+              "batch_size": cfg.batch_size,
               "learning_rate": cfg.learning_rate, "seed": seed}
     folder = study.teacher_dir(config)
     path, info_path = os.path.join(folder, "teacher.keras"), os.path.join(folder, "teacher.json")
@@ -206,14 +212,28 @@ def get_teacher(study, cfg, data, name=None, size=None, seed=0):
                    size=size, accuracy=info["accuracy"])
 
 
+def _teacher_splits(cfg, size, seed):
+    """(train, held-out, training batches) for the teacher, from a dataset of its own.
+
+    The split is made before shuffling, so no held-out image is ever trained on, and the
+    students' shuffled dataset is not iterated (its order stays independent of the teacher).
+    """
+    full = tfkd.data.load(cfg.dataset, "train", image_size=cfg.data_size,
+                          batch_size=cfg.batch_size, shuffle=False,
+                          limit=(cfg.teacher_limit or cfg.limit) or None)
+    batches = num_batches(full)
+    held_out = max(1, batches // 10)
+    train = full.skip(held_out).unbatch().shuffle(10000, seed=seed).batch(cfg.batch_size)
+    # Re-batching hides the length from tf.data; Keras would warn at the end of every epoch.
+    train = train.apply(tf.data.experimental.assert_cardinality(batches - held_out))
+    return resized(train, size), resized(full.take(held_out), size), batches - held_out
+
+
 def _train_teacher(cfg, data, name, size, seed, folder):
     keras.utils.set_random_seed(seed)
     teacher = tfkd.create_model(name, image_size=size, num_classes=data.num_classes)
-    held_out = max(1, data.steps_per_epoch // 10)
-    train = resized(data.train.skip(held_out), size)
-    val = resized(data.train.take(held_out), size)
-    teacher.compile(optimizer=optimizer(cfg, cfg.teacher_epochs * (data.steps_per_epoch -
-                                                                   held_out)),
+    train, val, steps = _teacher_splits(cfg, size, seed)
+    teacher.compile(optimizer=optimizer(cfg, cfg.teacher_epochs * steps),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=cfg.teacher_patience,

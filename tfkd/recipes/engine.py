@@ -21,6 +21,9 @@ from tfkd.recipes import common, measure, study as study_lib
 
 # Modes trained by a Distiller; every other mode trains on the labels alone.
 DISTILLED_MODES = ("kd", "kd-stage")
+# Modes whose students are the study's answer: exported, checked and timed. Baselines and
+# intermediate stages are not (an export and a 10,000-image check cost ~20 s on a CPU).
+SHIPPED_MODES = ("kd", "kd+ft")
 
 
 @dataclasses.dataclass
@@ -122,7 +125,10 @@ def train_run(study, spec, cfg, data, teacher=None):
                   verbose=cfg.verbose, shuffle=False)  # tfkd.data shuffles the train split
     metrics = _describe(spec, student, teacher, study_lib.read_history(history_path), rss)
     study_lib.save_model(student, os.path.join(run_dir, "student.keras"))
-    metrics.update(_export_and_bench(cfg, student, run_dir, data))
+    if spec.mode in SHIPPED_MODES:
+        metrics.update(_export_and_bench(cfg, student, run_dir, data))
+    else:
+        metrics.update({"tflite": {}, "bench": []})
     metrics = study.finish(spec.run_id, metrics)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     return metrics

@@ -32,7 +32,7 @@ flags.DEFINE_integer("student_size", 32, "Student input side.")
 flags.DEFINE_integer("kd_epochs", 2, "N: KD epochs before fine-tuning.")
 flags.DEFINE_integer("ft_epochs", 1, "M: fine-tuning epochs on the labels after KD.")
 flags.DEFINE_float("ft_learning_rate", 5e-4, "Peak learning rate of the fine-tuning stage.")
-common.define_common_flags(limit=12000)
+common.define_common_flags()
 FLAGS = flags.FLAGS
 
 

@@ -28,10 +28,10 @@ from tfkd.recipes import common, engine
 RUNTIME = "not yet measured"
 
 flags.DEFINE_string("student", "mobilenetv3_small", "Student model (tfkd.list_models()).")
-flags.DEFINE_list("resolutions", ["32", "48", "64"], "Student input sides to sweep.")
+flags.DEFINE_list("resolutions", ["32", "40", "48"], "Student input sides to sweep.")
 flags.DEFINE_bool("scratch", True, "Also train each student from scratch (the baseline the "
                   "report's KD gain is measured against).")
-common.define_common_flags(limit=12000)
+common.define_common_flags()
 FLAGS = flags.FLAGS
 
 

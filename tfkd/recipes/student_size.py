@@ -31,7 +31,7 @@ flags.DEFINE_integer("student_size", 32, "Student input side.")
 flags.DEFINE_float("budget_s", 0.0, "Seconds of KD training per student (0: --epochs each, "
                    "then --epochs is the most any student gets).")
 flags.DEFINE_bool("scratch", True, "Also train the smallest student from scratch.")
-common.define_common_flags(limit=10000, teacher_size=32)
+common.define_common_flags(teacher_size=32)
 FLAGS = flags.FLAGS
 
 

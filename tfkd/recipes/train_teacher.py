@@ -4,7 +4,7 @@ Command:
 
     python -m tfkd.recipes.train_teacher [--teacher=efficientnet_b0 --teacher_size=64]
 
-With no flags it trains `convnet_m` at 28x28 on 20,000 Fashion-MNIST training images for up to
+With no flags it trains `convnet_m` at 28x28 on 30,000 Fashion-MNIST training images for up to
 8 epochs, stopping when the accuracy on a held-out tenth of those images has not improved for
 2 epochs (and keeping the best epoch's weights), then evaluates on the 10,000 test images.
 It writes `runs/train_teacher/default/teachers/<hash>/teacher.keras` and `teacher.json`
