@@ -26,7 +26,7 @@ def define_common_flags(**defaults):
          "test_limit": 0,
          "seeds": ["0"], "temperature": 4.0, "student_loss_weight": 0.5, "output_dir": "runs",
          "name": "default", "targets": ["local"], "bench_threads": ["1", "2"],
-         "quantization": "int8", **defaults}
+         "quantization": "int8", "verbose": 2, **defaults}
     flags.DEFINE_string("dataset", d["dataset"],
                         "Dataset: fashion_mnist, image_folder:PATH or tfds:NAME.")
     flags.DEFINE_integer("data_size", d["data_size"], "Side the dataset is loaded at; each "
@@ -64,7 +64,7 @@ def define_common_flags(**defaults):
                       "test split; none: no export and no latency.")
     flags.DEFINE_float("max_quantization_drop", 1.0, "Accuracy points the export may lose "
                        "before it is flagged.")
-    flags.DEFINE_integer("verbose", 0, "Keras progress bar per epoch: 0 quiet, 1 bar, "
+    flags.DEFINE_integer("verbose", d["verbose"], "Keras progress bar per epoch: 0 quiet, 1 bar, "
                          "2 a line per epoch.")
 
 

@@ -16,6 +16,7 @@ from typing import Optional
 import keras
 
 import tfkd
+from tfkd import report
 from tfkd.recipes import common, measure, study as study_lib
 
 
@@ -70,6 +71,28 @@ class TimeBudget(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.spent_s + time.perf_counter() - self._start >= self.budget_s:
             self.model.stop_training = True
+
+
+def run_study(study, cfg, seeds, runs, format_table, teacher_names=None):
+    """Trains the teacher(s) and every run, prints the table, builds the report; returns rows.
+
+    Each run gets its datasets afresh, so its data order follows from its seed alone and not
+    from the runs before it: a resumed sweep trains exactly what an uninterrupted one would.
+    With `teacher_names`, a distilled run's tag names its teacher; else it is --teacher.
+    """
+    def data_for(seed):
+        return common.load_data(cfg, seed)
+
+    names = teacher_names or [cfg.teacher]
+    teachers = {name: common.get_teacher(study, cfg, data_for(seeds[0]), name=name,
+                                         seed=seeds[0]) for name in names}
+    rows = run_all(study, runs, cfg, data_for,
+                   lambda spec: teachers[spec.tag if teacher_names else names[0]])
+    for t in teachers.values():
+        print(f"teacher {t.name}@{t.size} ({t.kind}): test accuracy {t.accuracy:.4f}")
+    print(format_table(rows))
+    print(f"report: {report.build(study.dir)['report_md']}")
+    return rows
 
 
 def run_all(study, runs, cfg, data_for, teacher_for):
@@ -178,7 +201,9 @@ def _describe(spec, student, teacher, history, rss):
         "best_accuracy": val[best], "best_epoch": best + 1,
         "teacher_agreement": agreement[-1] if agreement else None,
         "train_seconds": sum(s for s in seconds if s), "epoch_seconds": _median(seconds),
-        "peak_rss_mb": rss.peak_mb,
+        # The process's peak RSS accumulates over the runs of one process (run order matters);
+        # the growth during this run alone is kept beside it.
+        "peak_rss_mb": rss.peak_mb, "rss_growth_mb": rss.overall_mb,
     }
 
 

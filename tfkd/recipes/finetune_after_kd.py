@@ -4,9 +4,9 @@ Command:
 
     python -m tfkd.recipes.finetune_after_kd [--kd_epochs=2 --ft_epochs=1]
 
-With no flags it trains a `convnet_m` teacher at 28x28 on 12,000 Fashion-MNIST training images
-(up to 3 epochs, early stopping), then trains a `mobilenetv3_small` student at 32x32 four ways,
-all ending after the same N+M = 3 epochs except the first:
+With no flags it trains a `convnet_m` teacher at 28x28 on 30,000 Fashion-MNIST training images
+(up to 3 epochs, early stopping), then trains a `mobilenetv3_small` student at 32x32 on the
+first 5,000 images four ways, all ending after the same N+M = 3 epochs except the first:
     kd-stage  KD for N = 2 epochs (the starting point of kd+ft);
     kd+ft     that student fine-tuned on the labels for M = 1 epoch (peak rate --ft_learning_rate);
     kd        KD for N+M epochs;
@@ -14,7 +14,7 @@ all ending after the same N+M = 3 epochs except the first:
 Each run is evaluated on the 10,000 test images after every epoch, exported to int8 and timed.
 Report: runs/finetune_after_kd/default/report.md.
 
-Runtime on a 2-core CPU with defaults: RUNTIME below.
+Runtime on a 2-core CPU with defaults: 4 min 54 s (2026-11-22).
 """
 
 import functools
@@ -22,10 +22,7 @@ import os
 
 from absl import app, flags
 
-from tfkd import report
 from tfkd.recipes import common, engine
-
-RUNTIME = "not yet measured"
 
 flags.DEFINE_string("student", "mobilenetv3_small", "Student model (tfkd.list_models()).")
 flags.DEFINE_integer("student_size", 32, "Student input side.")
@@ -73,12 +70,7 @@ def main(argv):
     study_dir = os.path.join(cfg.output_dir, "finetune_after_kd", cfg.name)
     runs = plan(cfg, common.parse_ints(cfg.seeds, "--seeds", "0,1,2"), study_dir)
     study, seeds = common.start("finetune_after_kd", cfg)
-    data_for = functools.lru_cache()(lambda seed: common.load_data(cfg, seed))
-    teacher = common.get_teacher(study, cfg, data_for(seeds[0]), seed=seeds[0])
-    rows = engine.run_all(study, runs, cfg, data_for, lambda spec: teacher)
-    print(f"teacher {teacher.name}@{teacher.size}: test accuracy {teacher.accuracy:.4f}")
-    print(format_table(rows))
-    print(f"report: {report.build(study.dir)['report_md']}")
+    engine.run_study(study, cfg, seeds, runs, format_table)
 
 
 if __name__ == "__main__":

@@ -5,25 +5,30 @@ Command:
     python -m tfkd.recipes.student_size [--students=mobilevit_xxs,mobilevit_xs,mobilevit_s]
         [--budget_s=120]
 
-With no flags it trains a `convnet_m` teacher at 32x32 on 10,000 Fashion-MNIST training images
+With no flags it trains a `convnet_m` teacher at 32x32 on 30,000 Fashion-MNIST training images
 (up to 3 epochs, early stopping), then distills three MobileViT students (xxs, xs, s: 1.0M,
-1.9M, 5.0M parameters at 10 classes) at 32x32 for the same 3 epochs each, and trains the
+1.9M, 5.0M parameters at 10 classes) at 32x32 on the first 5,000 images for 3 epochs each, and trains the
 smallest from scratch as the baseline. With `--budget_s=S` every student instead gets S
 seconds of training (a callback stops it mid-epoch when the time is up; the report's
 `epochs_run` says how far each got). Each run is evaluated on the 10,000 test images, exported
 to int8 and timed. Report: runs/student_size/default/report.md (accuracy vs parameters).
 
-Runtime on a 2-core CPU with defaults: RUNTIME below.
+Runtime on a 2-core CPU with defaults: 9 min 24 s (2026-11-22).
+
+Numbers it gave (seed 0; teacher 0.9079):
+
+    student        params     MMACs  epochs  train_s  test acc
+    mobilevit_xxs    958,346   4.29   3       58.9    0.7973
+    mobilevit_xs   1,945,146  12.29   3       84.3    0.8181
+    mobilevit_s    4,956,298  23.34   3       97.3    0.8391
+    mobilevit_xxs from scratch                54.7    0.7687   (KD gain +2.86 points)
 """
 
 import functools
 
 from absl import app, flags
 
-from tfkd import report
 from tfkd.recipes import common, engine
-
-RUNTIME = "not yet measured"
 
 flags.DEFINE_list("students", ["mobilevit_xxs", "mobilevit_xs", "mobilevit_s"],
                   "Student models, smallest first (one family).")
@@ -69,12 +74,7 @@ def main(argv):
     common.check_models(cfg.teacher, *cfg.students)
     runs = plan(cfg, common.parse_ints(cfg.seeds, "--seeds", "0,1,2"))
     study, seeds = common.start("student_size", cfg)
-    data_for = functools.lru_cache()(lambda seed: common.load_data(cfg, seed))
-    teacher = common.get_teacher(study, cfg, data_for(seeds[0]), seed=seeds[0])
-    rows = engine.run_all(study, runs, cfg, data_for, lambda spec: teacher)
-    print(f"teacher {teacher.name}@{teacher.size}: test accuracy {teacher.accuracy:.4f}")
-    print(format_table(rows))
-    print(f"report: {report.build(study.dir)['report_md']}")
+    engine.run_study(study, cfg, seeds, runs, format_table)
 
 
 if __name__ == "__main__":
