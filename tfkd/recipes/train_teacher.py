@@ -12,14 +12,13 @@ It writes `runs/train_teacher/default/teachers/<hash>/teacher.keras` and `teache
 the teacher, so the same command reuses the saved teacher instead of training again. A teacher
 saved this way loads with `keras.saving.load_model(path)` (after `import tfkd` for ViT/DeiT).
 
-Runtime on a 2-core CPU with defaults: RUNTIME below.
+Runtime on a 2-core CPU with defaults: 3 min 39 s (2026-11-22): convnet_m reached 0.9210 test
+accuracy after all 8 epochs (early stopping did not trigger).
 """
 
 from absl import app, flags
 
 from tfkd.recipes import common
-
-RUNTIME = "not yet measured"
 
 common.define_common_flags(teacher_epochs=8, quantization="none", targets=[])
 FLAGS = flags.FLAGS
