@@ -62,8 +62,8 @@ def test_list_models_by_family_and_kind():
     assert "efficientnet_b0" in cnn and "mobilenetv3_small" in cnn and "deit_tiny" not in cnn
     expected = {"efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
                 "efficientnetv2_b0", "mobilenetv3_small", "mobilenetv3_large", "mobilevit_xxs",
-                "mobilevit_xs", "mobilevit_s", "vit_tiny", "vit_small", "deit_tiny",
-                "deit_small", "convnet_s", "convnet_m", "convnet_l"}
+                "mobilevit_xs", "mobilevit_s", "vit_micro", "vit_tiny", "vit_small",
+                "deit_micro", "deit_tiny", "deit_small", "convnet_s", "convnet_m", "convnet_l"}
     assert set(models.list_models()) == expected
     with pytest.raises(ValueError, match="Unknown family 'transformer'"):
         models.list_models("transformer")

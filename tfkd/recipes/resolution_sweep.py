@@ -20,9 +20,9 @@ Runtime on a 2-core CPU with defaults: 6 min 28 s (`make demo`, 2026-11-22).
 Numbers it gave (seed 0): teacher 0.9092; test accuracy, KD vs scratch, int8 drop, latency:
 
     res  MMACs  KD      scratch  gain    int8 drop  ms @1 thread
-    32   2.26   0.7887  0.7743   +1.44   0.07       0.09
-    40   4.07   0.8228  0.8016   +2.12   -0.07      0.18
-    48   4.34   0.8083  0.8118   -0.35   0.25       0.20
+    32   2.26   0.7887  0.7624   +2.63   0.07       0.09
+    40   4.07   0.8179  0.8078   +1.01   0.15       0.19
+    48   4.34   0.8105  0.7916   +1.89   -0.17      0.21
 
 One seed: differences of a few tenths of a point are noise; --seeds=0,1,2 gives mean and std.
 """
