@@ -16,15 +16,15 @@ accuracy, its gain over scratch, the KD wall time and the student's latency; the
 Runtime on a 2-core CPU with defaults: 12 min 31 s (2026-11-22; the ViT teacher alone ~3.5 min).
 
 Numbers it gave (seed 0): teachers convnet_m 0.9079, vit_micro 0.8194; students (test accuracy,
-gain over scratch in points, KD wall time, int8 latency at 1 thread):
+gain over scratch in points, KD wall time from the first, unloaded run, int8 latency at 1 thread):
 
     teacher    student            acc     gain   kd_s   ms
     (scratch)  mobilenetv3_small  0.7835   —     30.7   —
-    convnet_m  mobilenetv3_small  0.7828  -0.07  41.2   0.091
-    vit_micro  mobilenetv3_small  0.7830  -0.05  66.2   0.092
-    (scratch)  mobilevit_xxs      0.7687   —     46.6   —
-    convnet_m  mobilevit_xxs      0.7894  +2.07  56.4   0.191
-    vit_micro  mobilevit_xxs      0.7794  +1.07  65.3   0.191
+    convnet_m  mobilenetv3_small  0.7883  +0.48  41.2   0.105
+    vit_micro  mobilenetv3_small  0.7801  -0.34  66.2   0.096
+    (scratch)  mobilevit_xxs      0.7868   —     46.6   —
+    convnet_m  mobilevit_xxs      0.7983  +1.15  56.4   0.269
+    vit_micro  mobilevit_xxs      0.7946  +0.78  65.3   0.281
 
 One seed: differences under about a point are within noise here; use --seeds=0,1,2.
 """
