@@ -8,10 +8,11 @@ Command:
 With no flags it trains two teachers at 32x32 on 30,000 Fashion-MNIST training images (a CNN,
 `convnet_m`, and a ViT, `vit_micro`; up to 3 epochs with early stopping), then trains each
 student (`mobilenetv3_small`, a CNN, and `mobilevit_xxs`, a ViT hybrid) at 32x32 on the first
-5,000 images for 3 epochs, three ways: distilled from each teacher, and from scratch. Each run is evaluated on the 10,000
-test images, exported to int8 and timed with LiteRT. The table gives, per pair, the student's
-accuracy, its gain over scratch, the KD wall time and the student's latency; the report
-(runs/arch_pairing/default/report.md) has the same with plots.
+5,000 images for 3 epochs, three ways: distilled from each teacher, and from scratch. Each run
+is evaluated on the 10,000 test images; the distilled ones are exported to int8 and timed with
+LiteRT. The table gives, per pair, the student's accuracy, its gain over scratch, the KD wall
+time and the student's latency; the report (runs/arch_pairing/default/report.md) has the same
+with plots.
 
 Runtime on a 2-core CPU with defaults: 12 min 31 s (2026-11-22; the ViT teacher alone ~3.5 min).
 

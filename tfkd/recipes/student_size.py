@@ -10,12 +10,14 @@ With no flags it trains a `convnet_m` teacher at 32x32 on 30,000 Fashion-MNIST t
 1.9M, 5.0M parameters at 10 classes) at 32x32 on the first 5,000 images for 3 epochs each, and trains the
 smallest from scratch as the baseline. With `--budget_s=S` every student instead gets S
 seconds of training (a callback stops it mid-epoch when the time is up; the report's
-`epochs_run` says how far each got). Each run is evaluated on the 10,000 test images, exported
-to int8 and timed. Report: runs/student_size/default/report.md (accuracy vs parameters).
+`epochs_run` says how far each got). Each run is evaluated on the 10,000 test images; the
+distilled ones are exported to int8 and timed. Report: runs/student_size/default/report.md (accuracy vs parameters).
 
 Runtime on a 2-core CPU with defaults: 9 min 24 s (2026-11-22).
 
 Numbers it gave (seed 0; teacher 0.9079):
+(Measured before each run got datasets of its own; then a run's data order also depended on
+the runs before it, so a rerun today gives different single-seed numbers.)
 
     student        params     MMACs  epochs  train_s  test acc
     mobilevit_xxs    958,346   4.29   3       58.9    0.7973
