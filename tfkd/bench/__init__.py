@@ -28,7 +28,7 @@ _TARGET_TOOLS = {"local": TOOLS, "adb": ("benchmark_model",),
                  "ssh": ("litert", "benchmark_model")}
 
 __all__ = ["BenchResult", "BenchmarkFailed", "TOOLS", "append_jsonl", "benchmark_tool",
-           "fetch_benchmark_tool", "read_jsonl", "run", "target_kind"]
+           "fetch_benchmark_tool", "read_jsonl", "run", "target_kind", "thread_list"]
 
 
 def run(path, target="local", *, threads=(1, 2), tool=None, warmup_runs=5, num_runs=50,
@@ -52,7 +52,7 @@ def run(path, target="local", *, threads=(1, 2), tool=None, warmup_runs=5, num_r
     Returns:
         A list of `BenchResult`, in the order of `threads`.
     """
-    threads = _thread_list(threads)
+    threads = thread_list(threads)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path}; pass the path of a .tflite file")
     kind = target_kind(target)
@@ -101,7 +101,8 @@ def target_kind(target):
                      "'adb:SERIAL' or 'ssh:user@host[:port]'")
 
 
-def _thread_list(threads):
+def thread_list(threads):
+    """`threads` (an int or a sequence) as a tuple of positive ints; ValueError otherwise."""
     threads = (threads,) if isinstance(threads, int) else tuple(threads)
     if not threads or any(not isinstance(t, int) or isinstance(t, bool) or t < 1
                           for t in threads):

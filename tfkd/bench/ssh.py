@@ -29,6 +29,7 @@ import re
 import shlex
 import warnings
 
+import tfkd.bench as bench  # the package is initialized before this module is imported
 from tfkd.bench import benchmark_tool, fetch, ssh_device
 from tfkd.bench.benchmark_tool import BenchmarkFailed, UnparseableOutput
 from tfkd.bench.results import BenchResult
@@ -106,7 +107,7 @@ def run(model_path, target, *, method="benchmark_model", threads=(1,), num_runs=
             the message says what to do.
         BenchmarkFailed: the benchmark ran and failed (an op the runtime lacks, ...).
     """
-    threads = _thread_list(threads)
+    threads = bench.thread_list(threads)
     settings = {"num_runs": num_runs, "warmup_runs": warmup_runs, "min_secs": min_secs,
                 "use_xnnpack": use_xnnpack}
     _check_args(model_path, method, benchmark_binary, python, timeout_s, connect_timeout_s,
@@ -300,14 +301,6 @@ def _word(word):
     if word.startswith("~/"):  # the board's home is known only there: its shell expands it
         return '"$HOME"/' + shlex.quote(word[2:])
     return shlex.quote(word)
-
-
-def _thread_list(threads):
-    threads = (threads,) if isinstance(threads, int) else tuple(threads)
-    if not threads or any(not isinstance(t, int) or isinstance(t, bool) or t < 1
-                          for t in threads):
-        raise ValueError(f"threads={threads!r}; pass positive integers, e.g. threads=(1, 4)")
-    return threads
 
 
 def _check_args(model_path, method, benchmark_binary, python, timeout_s, connect_timeout_s,
