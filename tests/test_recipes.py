@@ -86,7 +86,6 @@ def test_train_teacher_saves_a_teacher_that_loads(tmp_path):
 def test_every_recipe_documents_its_flags_and_ships_its_flag_files(name):
     done = subprocess.run([sys.executable, "-m", f"tfkd.recipes.{name}", "--helpfull"],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 or "--seeds" in done.stdout, done.stderr[-2000:]
     assert "--seeds: Seeds; every run is repeated once per seed" in done.stdout
     assert "--targets: Where to time each exported student" in done.stdout
     for kind in ("quick", "paper"):

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 from absl import app
@@ -132,6 +133,16 @@ def test_bad_flags_are_refused_before_any_training():
         common.parse_ints(["a"], "--seeds", "0,1,2")
     with pytest.raises(app.UsageError, match=r"unknown model\(s\) \['mobilenet_v9'\]"):
         common.check_models("mobilenet_v9")
+
+
+def test_zero_counts_and_empty_model_lists_are_refused():
+    cfg = types.SimpleNamespace(epochs=3, teacher_epochs=3, batch_size=128)
+    common.check_counts(cfg, ("--students", ["convnet_s"]))
+    with pytest.raises(app.UsageError, match="--students is empty; name at least one model"):
+        common.check_counts(cfg, ("--students", []))
+    cfg.epochs = 0
+    with pytest.raises(app.UsageError, match="--epochs=0; pass at least 1"):
+        common.check_counts(cfg)
 
 
 def test_a_bad_target_is_refused_before_training(tmp_path):

@@ -76,6 +76,7 @@ def format_table(rows):
 def main(argv):
     del argv
     cfg = FLAGS
+    common.check_counts(cfg, ("--teachers", cfg.teachers), ("--students", cfg.students))
     common.check_models(*cfg.teachers, *cfg.students)
     for teacher in cfg.teachers:
         common.parse_sizes([str(cfg.teacher_size)], teacher, "--teacher_size")

@@ -103,9 +103,21 @@ def check_models(*names):
         raise app.UsageError(f"unknown model(s) {unknown}; choose from {known}")
 
 
+def check_counts(cfg, *lists):
+    """Usage errors for counts below 1 and for empty model lists (given as (flag, values))."""
+    for flag in ("epochs", "teacher_epochs", "batch_size"):
+        if getattr(cfg, flag) < 1:
+            raise app.UsageError(f"--{flag}={getattr(cfg, flag)}; pass at least 1")
+    for flag, values in lists:
+        if not values:
+            raise app.UsageError(f"{flag} is empty; name at least one model, e.g. "
+                                 f"{flag}=mobilenetv3_small")
+
+
 def start(recipe, cfg):
     """The checks and set-up every recipe does first; returns (study, seeds)."""
     quiet_tensorflow_logging()
+    check_counts(cfg)
     seeds = parse_ints(cfg.seeds, "--seeds", "0,1,2")
     if cfg.targets:  # checked before any training, used after it
         parse_ints(cfg.bench_threads, "--bench_threads", "1,2", minimum=1)

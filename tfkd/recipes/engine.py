@@ -20,8 +20,9 @@ from tfkd import report
 from tfkd.recipes import common, measure, study as study_lib
 
 
-# Modes trained by a Distiller; every other mode trains on the labels alone.
-DISTILLED_MODES = ("kd", "kd-stage")
+# Modes trained by a Distiller; every other mode trains on the labels alone. (Not the report's
+# DISTILLED_MODES, which are the final distilled students compared with scratch.)
+DISTILLER_MODES = ("kd", "kd-stage")
 # Modes whose students are the study's answer: exported, checked and timed. Baselines and
 # intermediate stages are not (an export and a 10,000-image check cost ~20 s on a CPU).
 SHIPPED_MODES = ("kd", "kd+ft")
@@ -84,8 +85,9 @@ def run_study(study, cfg, seeds, runs, format_table, teacher_names=None):
         return common.load_data(cfg, seed)
 
     names = teacher_names or [cfg.teacher]
-    teachers = {name: common.get_teacher(study, cfg, data_for(seeds[0]), name=name,
-                                         seed=seeds[0]) for name in names}
+    first = data_for(seeds[0])  # the teachers need only its test split and class count
+    teachers = {name: common.get_teacher(study, cfg, first, name=name, seed=seeds[0])
+                for name in names}
     rows = run_all(study, runs, cfg, data_for,
                    lambda spec: teachers[spec.tag if teacher_names else names[0]])
     for t in teachers.values():
@@ -143,7 +145,8 @@ def train_run(study, spec, cfg, data, teacher=None):
                                     profile_batch=0)]
     if spec.budget_s:
         callbacks.append(TimeBudget(spec.budget_s, spent))
-    with measure.RssSampler() as rss:
+    # Training takes minutes: a sample every 50 ms finds the peak without costing the step.
+    with measure.RssSampler(interval_s=0.05) as rss:
         model.fit(train, validation_data=test, epochs=spec.epochs, callbacks=callbacks,
                   verbose=cfg.verbose, shuffle=False)  # tfkd.data shuffles the train split
     metrics = _describe(spec, student, teacher, study_lib.read_history(history_path), rss)
@@ -167,7 +170,7 @@ def _trainable(spec, cfg, student, teacher, data):
     """(model to fit, train data, validation data) for the run's mode."""
     steps = spec.epochs * data.steps_per_epoch
     optimizer = common.optimizer(cfg, steps, spec.learning_rate)
-    if spec.mode in DISTILLED_MODES:
+    if spec.mode in DISTILLER_MODES:
         model = tfkd.Distiller(teacher=teacher.model, student=student,
                                temperature=cfg.temperature,
                                student_loss_weight=cfg.student_loss_weight)

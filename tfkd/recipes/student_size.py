@@ -73,6 +73,7 @@ def format_table(rows):
 def main(argv):
     del argv
     cfg = FLAGS
+    common.check_counts(cfg, ("--students", cfg.students))
     common.check_models(cfg.teacher, *cfg.students)
     runs = plan(cfg, common.parse_ints(cfg.seeds, "--seeds", "0,1,2"))
     study, seeds = common.start("student_size", cfg)
