@@ -4,6 +4,9 @@ Unlike `keras.distillation.Distiller`, teacher and student may take different in
 batch is resized inside the step to each model's own input size (and not resized at all where
 sizes match), so one dataset feeds a teacher at 224 and a student at 96. DeiT students get the
 label loss on their class head and the distillation loss on their distillation head.
+
+Batches of `(images, labels, teacher_logits)` (from `tfkd.TeacherCache.dataset`) skip the
+teacher's forward pass: the stored logits are used instead.
 """
 
 import inspect
@@ -90,6 +93,11 @@ class Distiller(keras.Model):
     `distillation_loss`, `teacher_agreement` (share of examples where student and teacher
     top-1 agree) and the compiled metrics; `predict` and `__call__` return student logits.
 
+    `fit` and `evaluate` take `(images, labels)` batches, `(images, labels, sample_weight)` with
+    (batch,) weights, or `(images, labels, teacher_logits)` with (batch, classes) precomputed
+    teacher logits (see `tfkd.TeacherCache`): then the teacher does not run. The two 3-tuples
+    are told apart by the shape of their third element.
+
     Args:
         teacher: a `keras.Model` with a fixed input size that outputs logits. It is frozen
             (`trainable = False`, this modifies the object passed in) and always run with
@@ -122,6 +130,7 @@ class Distiller(keras.Model):
             raise ValueError(f"The teacher outputs {teacher_classes} classes but the student "
                              f"outputs {student_classes}; build the student with "
                              f"num_classes={teacher_classes}.")
+        self._class_count = teacher_classes
         _check_logits(teacher, "teacher")
         _check_logits(student, "student")
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
@@ -189,12 +198,16 @@ class Distiller(keras.Model):
             raise ValueError("Distiller needs labels: pass (images, labels) batches to fit() "
                              "and evaluate(). With student_loss_weight=0 they still feed "
                              "the accuracy and DKD.")
+        sample_weight, cached = self._split_cached_logits(sample_weight)
         if y_pred is None:
             y_pred = self(x, training=training)
         class_logits, distill_logits = (y_pred if isinstance(y_pred, tuple)
                                         else (y_pred, y_pred))
-        teacher_logits = ops.stop_gradient(
-            self.teacher(resize_images(x, self._teacher_size), training=False))
+        if cached is not None:
+            teacher_logits = ops.cast(cached, "float32")
+        else:
+            teacher_logits = ops.stop_gradient(
+                self.teacher(resize_images(x, self._teacher_size), training=False))
         # Keras losses return this replica's share of the global mean; undo that to combine.
         student_loss = self._student_loss(y, class_logits, sample_weight) * _replicas()
         distill_loss = self._call_loss(distill_logits, teacher_logits, y, sample_weight)
@@ -219,7 +232,21 @@ class Distiller(keras.Model):
         return self._loss_fn(student_logits, teacher_logits, labels, **kwargs)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        sample_weight, _ = self._split_cached_logits(sample_weight)
         return super().compute_metrics(x, y, _merge_heads(y_pred), sample_weight)
+
+    def _split_cached_logits(self, third):
+        """(sample_weight, teacher_logits) from the third element of a batch.
+
+        Keras hands any third element over as `sample_weight`. Weights are (batch,) or
+        (batch, 1); a (batch, classes) float tensor is precomputed teacher logits.
+        """
+        if third is None or isinstance(third, (tuple, list, dict)):
+            return third, None
+        shape = tuple(third.shape)
+        if len(shape) == 2 and shape[-1] == self._class_count and self._class_count > 1:
+            return None, third
+        return third, None
 
     @property
     def metrics(self):
