@@ -8,13 +8,18 @@ STAMP := $(VENV)/.installed
 TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_CPP_MIN_LOG_LEVEL
 
-.PHONY: demo test setup system-packages
+.PHONY: demo test bench setup system-packages
 
 demo: setup
 	$(PY) -m tfkd.recipes.resolution_sweep
 
 test: setup
 	$(PY) -m pytest tests -q
+
+# Benchmarks, not tests: ratios measured in one process -> benchmarks/results.json and the
+# README's Performance table (about 10 minutes on a 2-core CPU).
+bench: setup
+	$(PY) benchmarks/run.py --output benchmarks/results.json --readme README.md
 
 setup: $(STAMP) system-packages
 

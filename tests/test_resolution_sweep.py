@@ -12,6 +12,7 @@ import types
 import pytest
 from absl import app
 
+import tfkd
 from tfkd.recipes import common
 
 TINY = ["--teacher=convnet_s", "--teacher_size=16", "--data_size=16", "--student=convnet_s",
@@ -52,6 +53,11 @@ def test_the_study_folder_holds_every_file_the_report_needs(finished):
     assert config["versions"]["tensorflow"] and "hbm_oom_exit" not in config["flags"]
     (teacher,) = os.listdir(study / "teachers")
     assert (study / "teachers" / teacher / "teacher.keras").exists()
+    # --teacher_cache=auto: the teacher ran once per split, and every KD run reused it.
+    for split, count in (("train", 512), ("test", 256)):
+        cache = tfkd.TeacherCache.load(str(study / "teachers" / teacher / f"logits-{split}.npz"))
+        assert cache.count == count and cache.num_classes == 10
+    assert done.stdout.count("teacher cache: wrote") == 2
     for run_id in ids:
         folder = study / "runs" / run_id
         metrics = json.loads((folder / "metrics.json").read_text())
@@ -62,6 +68,7 @@ def test_the_study_folder_holds_every_file_the_report_needs(finished):
         assert metrics["macs"] > 0 and metrics["peak_rss_mb"] > 100
         distilled = metrics["mode"] == "kd"
         assert (metrics["teacher"] == "convnet_s") == distilled
+        assert metrics["teacher_cache"] == distilled
         # Distilled students are the answer: exported, checked and timed; baselines are not.
         assert (folder / "student_int8.tflite").exists() == distilled
         if distilled:
@@ -100,7 +107,7 @@ def test_a_sweep_killed_mid_training_finishes_with_every_run_once(tmp_path):
     out = tmp_path / "killed"
     study = out / "resolution_sweep" / "default"
     command = [sys.executable, "-m", "tfkd.recipes.resolution_sweep", *TINY,
-               f"--output_dir={out}", "--epochs=3", "--scratch=false"]
+               f"--output_dir={out}", "--epochs=3", "--scratch=false", "--teacher_cache=off"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     history = study / "runs" / "convnet_s-r8-kd-s0" / "history.csv"
     deadline = time.time() + 300
@@ -116,7 +123,9 @@ def test_a_sweep_killed_mid_training_finishes_with_every_run_once(tmp_path):
     assert run_folders(study) == ["convnet_s-r12-kd-s0", "convnet_s-r8-kd-s0"]
     for run_id in run_folders(study):
         assert history_epochs(study / "runs" / run_id / "history.csv") == [0, 1, 2]
-        assert json.loads((study / "runs" / run_id / "metrics.json").read_text())["complete"]
+        metrics = json.loads((study / "runs" / run_id / "metrics.json").read_text())
+        assert metrics["complete"] and metrics["teacher_cache"] is False
+    assert not list(study.rglob("logits-*.npz"))  # --teacher_cache=off
     assert not [p for p in study.rglob("*.tmp*")]  # no half-written file left anywhere
 
 

@@ -38,7 +38,8 @@ def define_common_flags(**defaults):
     flags.DEFINE_integer("teacher_patience", d["teacher_patience"], "Early stopping: epochs "
                          "without a better held-out accuracy before the teacher stops.")
     flags.DEFINE_integer("epochs", d["epochs"], "Training epochs per student run.")
-    flags.DEFINE_integer("batch_size", d["batch_size"], "Batch size.")
+    flags.DEFINE_integer("batch_size", d["batch_size"], "Global batch size: with several "
+                         "replicas (--strategy) each gets batch_size / replicas per step.")
     flags.DEFINE_float("learning_rate", d["learning_rate"], "Peak Adam learning rate (cosine "
                        "decay to zero over each run).")
     flags.DEFINE_integer("limit", d["limit"], "Training examples used (the first N of the "
@@ -64,8 +65,21 @@ def define_common_flags(**defaults):
                       "test split; none: no export and no latency.")
     flags.DEFINE_float("max_quantization_drop", 1.0, "Accuracy points the export may lose "
                        "before it is flagged.")
+    flags.DEFINE_enum("teacher_cache", "auto", ["auto", "off"], "auto: run each teacher once "
+                      "over the train and test splits, store its logits (tfkd.TeacherCache, in "
+                      "the teacher's folder) and distil every student from them; off: run the "
+                      "teacher on every student step. auto falls back to off for splits too "
+                      "large to hold in memory.")
     flags.DEFINE_integer("verbose", d["verbose"], "Keras progress bar per epoch: 0 quiet, 1 bar, "
                          "2 a line per epoch.")
+    flags.DEFINE_enum("strategy", "default", list(tfkd.distribute.STRATEGIES),
+                      "tf.distribute strategy: default (one device), mirrored (every GPU of this "
+                      "machine), multi_worker (machines listed in $TF_CONFIG) or tpu.")
+    flags.DEFINE_integer("shard_index", 0, "This machine's share of the runs: 0 .. "
+                         "--num_shards - 1. Shards write into the same run layout; "
+                         "python -m tfkd.report merges their study folders.")
+    flags.DEFINE_integer("num_shards", 1, "Machines the runs are split across (round-robin in "
+                         "run order); 1: every run here.")
 
 
 def parse_sizes(values, model, flag):
@@ -118,6 +132,7 @@ def start(recipe, cfg):
     """The checks and set-up every recipe does first; returns (study, seeds)."""
     quiet_tensorflow_logging()
     check_counts(cfg)
+    check_shards(cfg)
     seeds = parse_ints(cfg.seeds, "--seeds", "0,1,2")
     if cfg.targets:  # checked before any training, used after it
         parse_ints(cfg.bench_threads, "--bench_threads", "1,2", minimum=1)
@@ -126,8 +141,77 @@ def start(recipe, cfg):
             tfkd.bench.target_kind(target)
         except ValueError as e:
             raise app.UsageError(f"--targets: {e}") from None
-    study = study_lib.Study(recipe, cfg.output_dir, cfg.name, study_lib.recipe_flags(), seeds)
+    _start_strategy(cfg)
+    study = study_lib.Study(recipe, output_root(cfg), cfg.name, study_lib.recipe_flags(), seeds)
     return study, seeds
+
+
+def check_shards(cfg):
+    """A usage error unless 0 <= --shard_index < --num_shards."""
+    index, count = cfg.shard_index, cfg.num_shards
+    if count < 1 or not 0 <= index < count:
+        raise app.UsageError(
+            f"--shard_index={index} --num_shards={count}: pass --num_shards=N (N >= 1, the "
+            "number of machines) and a different --shard_index from 0 to N-1 on each, e.g. "
+            "--shard_index=0 --num_shards=2 on one and --shard_index=1 --num_shards=2 on the "
+            "other")
+
+
+# One strategy per process and name: TensorFlow cannot set up a multi-worker cluster twice.
+_strategies = {}
+
+
+def strategy(cfg):
+    """The `tf.distribute` strategy --strategy names, created on first use, then reused.
+
+    Create models, Distillers and optimizers inside its `scope()`; under "default" (TensorFlow's
+    default strategy) the scope changes nothing.
+    """
+    name = getattr(cfg, "strategy", "default")
+    if name not in _strategies:
+        try:
+            _strategies[name] = tfkd.distribute.get_strategy(name)
+        except ValueError as e:
+            raise app.UsageError(str(e)) from None
+    return _strategies[name]
+
+
+def _start_strategy(cfg):
+    """Creates the strategy before any other TensorFlow op (multi_worker requires it)."""
+    if cfg.strategy == "multi_worker" and getattr(cfg, "budget_s", 0):
+        raise app.UsageError("--budget_s cannot be used with --strategy=multi_worker: each "
+                             "worker would stop by its own clock and the others would wait for "
+                             "it forever; give every student --epochs instead")
+    replicas = strategy(cfg).num_replicas_in_sync
+    # Keras 3.15 averages the replicas' first batches to build a model, which fails with
+    # "Inputs to operation AddN ... must have the same size" when they differ in size.
+    if cfg.batch_size % replicas:
+        raise app.UsageError(f"--batch_size={cfg.batch_size} does not split evenly across the "
+                             f"{replicas} replicas of --strategy={cfg.strategy}; pass a multiple "
+                             f"of {replicas}, e.g. --batch_size="
+                             f"{replicas * max(1, round(cfg.batch_size / replicas))}")
+    if cfg.strategy != "default":
+        print(f"strategy {cfg.strategy}: {replicas} replica(s); global batch {cfg.batch_size}, "
+              f"{cfg.batch_size // replicas} per replica", flush=True)
+
+
+def output_root(cfg):
+    """--output_dir, except for the non-chief workers of a multi_worker cluster.
+
+    Every worker trains the same runs and writes the same files; on a shared filesystem they
+    would overwrite one another's. So only the chief (the "chief" task, else worker 0) writes to
+    --output_dir, and each other worker to OUTPUT_DIR/workers/TYPE-INDEX/.
+    """
+    if getattr(cfg, "strategy", "default") != "multi_worker":
+        return cfg.output_dir
+    try:
+        tf_config = tfkd.distribute.read_tf_config()
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    if tfkd.distribute.is_chief(tf_config):
+        return cfg.output_dir
+    task = tf_config["task"]
+    return os.path.join(cfg.output_dir, "workers", f"{task['type']}-{task['index']}")
 
 
 @dataclasses.dataclass
@@ -139,6 +223,7 @@ class Data:
     calibration: object
     steps_per_epoch: int
     num_classes: int
+    train_unshuffled: object = None  # the train split in a fixed order, for the teacher cache
 
 
 def load_data(cfg, seed):
@@ -147,8 +232,11 @@ def load_data(cfg, seed):
     shared = {"image_size": cfg.data_size, "batch_size": cfg.batch_size}
     train = tfkd.data.load(cfg.dataset, "train", limit=cfg.limit or None, seed=seed, **shared)
     test = tfkd.data.load(cfg.dataset, "test", limit=cfg.test_limit or None, **shared)
+    unshuffled = tfkd.data.load(cfg.dataset, "train", limit=cfg.limit or None, shuffle=False,
+                                **shared)
     return Data(train=train, test=test, calibration=calibration_split(cfg),
-                steps_per_epoch=num_batches(train), num_classes=num_classes)
+                steps_per_epoch=num_batches(train), num_classes=num_classes,
+                train_unshuffled=unshuffled)
 
 
 def calibration_split(cfg, count=200):
@@ -190,6 +278,48 @@ class Teacher:
     kind: str
     size: int
     accuracy: float
+    caches: dict = dataclasses.field(default_factory=dict)  # split -> TeacherCache
+
+
+# --teacher_cache=auto holds a split's images in memory while building its cached dataset.
+_CACHE_MEMORY_LIMIT = 2 << 30
+
+
+def distillation_data(cfg, teacher, data, seed):
+    """(train, test) datasets for distilling from `teacher`: with --teacher_cache=auto,
+    `(images, labels, teacher_logits)` batches from the teacher's cache (built on first use,
+    then reused by every student, resolution and seed); else the plain splits.
+
+    The cached train split is shuffled exactly as `data.train` (same seed, same order), so a
+    cached and an uncached run see the same batches.
+    """
+    if not _cacheable(cfg, data):
+        return data.train, data.test
+    splits = {"train": data.train_unshuffled, "test": data.test}
+    folder = os.path.dirname(teacher.path)
+    for split, dataset in splits.items():
+        if split not in teacher.caches:
+            teacher.caches[split] = tfkd.TeacherCache.build(
+                teacher.model, dataset, os.path.join(folder, f"logits-{split}.npz"))
+    train = teacher.caches["train"].dataset(splits["train"], batch_size=cfg.batch_size,
+                                            seed=seed)
+    test = teacher.caches["test"].dataset(splits["test"], batch_size=cfg.batch_size,
+                                          shuffle=False)
+    return train, test
+
+
+def _cacheable(cfg, data):
+    if cfg.teacher_cache == "off" or data.train_unshuffled is None:
+        return False
+    for dataset in (data.train_unshuffled, data.test):
+        batches = int(dataset.cardinality())
+        height, width = dataset.element_spec[0].shape[1:3]
+        if batches < 0 or batches * cfg.batch_size * height * width * 3 > _CACHE_MEMORY_LIMIT:
+            print("teacher cache: off (a split's size is unknown or over "
+                  f"{_CACHE_MEMORY_LIMIT >> 30} GiB); the teacher runs on every step",
+                  flush=True)
+            return False
+    return True
 
 
 def get_teacher(study, cfg, data, name=None, size=None, seed=0):
@@ -210,9 +340,11 @@ def get_teacher(study, cfg, data, name=None, size=None, seed=0):
     if info and os.path.exists(path):
         print(f"teacher {name}@{size}: reusing {path} (test accuracy {info['accuracy']:.4f})",
               flush=True)
-        model = keras.saving.load_model(path, safe_mode=True)
+        with strategy(cfg).scope():  # its variables must live on every replica
+            model = keras.saving.load_model(path, safe_mode=True)
     else:
         print(f"Training teacher {name}@{size} ...", flush=True)
+        _note_shard_teacher(cfg)
         model, info = _train_teacher(cfg, data, name, size, seed, folder)
         info["config"] = config
         study_lib.save_model(model, path)
@@ -222,6 +354,13 @@ def get_teacher(study, cfg, data, name=None, size=None, seed=0):
     module = tfkd.models._family_of(name)
     return Teacher(model=model, path=path, name=name, family=module.FAMILY, kind=module.KIND,
                    size=size, accuracy=info["accuracy"])
+
+
+def _note_shard_teacher(cfg):
+    if getattr(cfg, "num_shards", 1) > 1:
+        print(f"shard {cfg.shard_index} of {cfg.num_shards} trains this teacher itself; for one "
+              "teacher shared by every shard, start the others once one has saved it (into the "
+              "same folder, or copy that study folder to each machine)", flush=True)
 
 
 def _teacher_splits(cfg, size, seed):
@@ -243,14 +382,17 @@ def _teacher_splits(cfg, size, seed):
 
 def _train_teacher(cfg, data, name, size, seed, folder):
     keras.utils.set_random_seed(seed)
-    teacher = tfkd.create_model(name, image_size=size, num_classes=data.num_classes)
-    train, val, steps = _teacher_splits(cfg, size, seed)
-    teacher.compile(optimizer=optimizer(cfg, cfg.teacher_epochs * steps),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=["accuracy"])
+    with strategy(cfg).scope():
+        teacher = tfkd.create_model(name, image_size=size, num_classes=data.num_classes)
+        train, val, steps = _teacher_splits(cfg, size, seed)
+        teacher.compile(optimizer=optimizer(cfg, cfg.teacher_epochs * steps),
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                        metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=cfg.teacher_patience,
                                          restore_best_weights=True)
-    backup = study_lib.AtomicBackupAndRestore(os.path.join(folder, "backup"))
+    # Shards sharing a folder may train the same teacher at once: one backup each.
+    shard = f"-shard{cfg.shard_index}" if getattr(cfg, "num_shards", 1) > 1 else ""
+    backup = study_lib.AtomicBackupAndRestore(os.path.join(folder, "backup" + shard))
     history = teacher.fit(train, validation_data=val, epochs=cfg.teacher_epochs,
                           callbacks=[stop, backup], verbose=cfg.verbose, shuffle=False)
     accuracy = teacher.evaluate(resized(data.test, size), verbose=0,

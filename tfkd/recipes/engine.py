@@ -80,21 +80,59 @@ def run_study(study, cfg, seeds, runs, format_table, teacher_names=None):
     Each run gets its datasets afresh, so its data order follows from its seed alone and not
     from the runs before it: a resumed sweep trains exactly what an uninterrupted one would.
     With `teacher_names`, a distilled run's tag names its teacher; else it is --teacher.
+    With --num_shards > 1 it trains only this shard's runs (`shard_runs`) and their teachers;
+    the table, the report and the rows returned cover every complete run in the study folder.
     """
     def data_for(seed):
         return common.load_data(cfg, seed)
 
     names = teacher_names or [cfg.teacher]
-    first = data_for(seeds[0])  # the teachers need only its test split and class count
+
+    def teacher_name(spec):
+        return spec.tag if teacher_names else names[0]
+
+    all_runs, runs = runs, shard_runs(runs, cfg.shard_index, cfg.num_shards)
+    if cfg.num_shards > 1:
+        print(f"shard {cfg.shard_index} of {cfg.num_shards}: {len(runs)} of {len(all_runs)} "
+              "runs", flush=True)
+    # A shard trains only the teachers its own runs distil from.
+    names = [n for n in names if any(teacher_name(s) == n for s in runs if _uses_teacher(s))]
+    first = data_for(seeds[0]) if names else None  # the teachers need its test split
     teachers = {name: common.get_teacher(study, cfg, first, name=name, seed=seeds[0])
                 for name in names}
-    rows = run_all(study, runs, cfg, data_for,
-                   lambda spec: teachers[spec.tag if teacher_names else names[0]])
+    rows = run_all(study, runs, cfg, data_for, lambda spec: teachers[teacher_name(spec)])
     for t in teachers.values():
         print(f"teacher {t.name}@{t.size} ({t.kind}): test accuracy {t.accuracy:.4f}")
+    # The table and report cover every complete run in the folder, other shards' included.
+    rows = [r for r in (study.completed(s.run_id) for s in all_runs) if r]
+    if not rows:
+        print("nothing to report: no run of this study is complete here", flush=True)
+        return rows
     print(format_table(rows))
     print(f"report: {report.build(study.dir)['report_md']}")
     return rows
+
+
+def shard_runs(runs, shard_index, num_shards):
+    """The runs of shard `shard_index` (of `num_shards`): round-robin in plan order.
+
+    The plan follows from the flags alone, so every machine computes the same shards: disjoint,
+    and together every run. A run that starts from another run's saved student (`init_from`,
+    as finetune_after_kd's kd+ft) goes with that run, so it finds the file.
+    """
+    group_of, groups = {}, 0
+    for spec in runs:
+        parent = os.path.basename(os.path.dirname(spec.init_from or ""))
+        if parent in group_of:
+            group_of[spec.run_id] = group_of[parent]
+        else:
+            group_of[spec.run_id], groups = groups, groups + 1
+    return [spec for spec in runs if group_of[spec.run_id] % num_shards == shard_index]
+
+
+def _uses_teacher(spec):
+    """Distilled runs, and kd+ft (which records the teacher its kd-stage learnt from)."""
+    return spec.mode.startswith("kd")
 
 
 def run_all(study, runs, cfg, data_for, teacher_for):
@@ -112,7 +150,7 @@ def run_all(study, runs, cfg, data_for, teacher_for):
             progress.finished(spec.run_id, None)
         else:
             start = time.perf_counter()
-            teacher = teacher_for(spec) if spec.mode.startswith("kd") else None
+            teacher = teacher_for(spec) if _uses_teacher(spec) else None
             done = train_run(study, spec, cfg, data_for(spec.seed), teacher)
             progress.finished(spec.run_id, f"test accuracy {done['test_accuracy']:.4f}",
                               time.perf_counter() - start)
@@ -132,8 +170,10 @@ def train_run(study, spec, cfg, data, teacher=None):
     """
     run_dir = study.run_dir(spec.run_id)
     keras.utils.set_random_seed(spec.seed)
-    student = _student(spec, data.num_classes)
-    model, train, test = _trainable(spec, cfg, student, teacher, data)
+    # Student, Distiller and optimizer get their variables on every replica of --strategy.
+    with common.strategy(cfg).scope():
+        student = _student(spec, data.num_classes)
+        model, train, test = _trainable(spec, cfg, student, teacher, data)
     history_path = os.path.join(run_dir, "history.csv")
     spent = sum(study_lib.read_history(history_path).get("epoch_seconds", []) or [0.0])
     # History before backup: a kill between the two re-trains that epoch and rewrites its row,
@@ -175,7 +215,7 @@ def _trainable(spec, cfg, student, teacher, data):
                                temperature=cfg.temperature,
                                student_loss_weight=cfg.student_loss_weight)
         model.compile(optimizer=optimizer, metrics=["accuracy"])
-        return model, data.train, data.test
+        return (model, *common.distillation_data(cfg, teacher, data, spec.seed))
     # Labels only: the student sees the batches resized exactly as the Distiller resizes them.
     student.compile(optimizer=optimizer,
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -199,6 +239,7 @@ def _describe(spec, student, teacher, history, rss):
         "teacher_kind": teacher.kind if teacher else None,
         "teacher_resolution": teacher.size if teacher else None,
         "teacher_accuracy": teacher.accuracy if teacher else None,
+        "teacher_cache": bool(teacher and teacher.caches),
         "epochs_run": len(val) if val[0] is not None else 0,
         "test_accuracy": val[-1], "last_accuracy": val[-1],
         "best_accuracy": val[best], "best_epoch": best + 1,

@@ -74,7 +74,7 @@ def main(argv):
     del argv
     cfg = FLAGS
     common.check_models(cfg.teacher, cfg.student)
-    study_dir = os.path.join(cfg.output_dir, "finetune_after_kd", cfg.name)
+    study_dir = os.path.join(common.output_root(cfg), "finetune_after_kd", cfg.name)
     runs = plan(cfg, common.parse_ints(cfg.seeds, "--seeds", "0,1,2"), study_dir)
     study, seeds = common.start("finetune_after_kd", cfg)
     engine.run_study(study, cfg, seeds, runs, format_table)

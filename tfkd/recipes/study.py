@@ -18,19 +18,22 @@ import json
 import os
 import subprocess
 import time
+import uuid
 
 import keras
 from absl import app, flags
 
-# Flags that change how a study is shown, not what it computes: they may differ between runs.
-_PRESENTATION_FLAGS = {"verbose", "verbosity", "output_dir", "name"}
+# Flags that change how a study is shown or executed, not what it computes: they may differ
+# between runs, and between the shards of one study (--shard_index) on different machines.
+_PRESENTATION_FLAGS = {"verbose", "verbosity", "output_dir", "name", "strategy", "shard_index",
+                       "num_shards"}
 _PACKAGES = ("tfkd", "tensorflow", "keras", "ai-edge-litert", "numpy")
 
 
 def write_json(path, payload):
     """Writes JSON atomically: a reader never sees a half-written file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.{_unique()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=2, sort_keys=True)
         f.flush()
@@ -49,9 +52,15 @@ def read_json(path):
 
 def save_model(model, path):
     """`model.save(path)` atomically (Keras wants the .keras suffix on the temporary name too)."""
-    tmp = f"{path[:-len('.keras')]}.tmp.keras"
+    tmp = f"{path[:-len('.keras')]}.{_unique()}.tmp.keras"
     model.save(tmp)
     os.replace(tmp, path)
+
+
+def _unique():
+    """A temporary-name part no other process uses: shards sharing a folder may write the same
+    file (config.json, a teacher) at the same moment, and must not write into each other's."""
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def recipe_flags():

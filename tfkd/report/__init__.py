@@ -12,6 +12,10 @@ A study folder holds `config.json` and `runs/<run_id>/` folders, each with `metr
     plots/        accuracy_vs_latency.png, accuracy_memory_vs_resolution.png,
                   accuracy_vs_params.png, training_curves.png
 
+The folders of one study's shards (`--shard_index`, run on several machines and copied
+together) merge into one report: `build("machineA/runs/x/default", "machineB/runs/x/default")`
+writes it into the first folder (or `output_dir=`), after checking that they hold one study.
+
 This package itself needs only matplotlib and the standard library; importing `tfkd` (the
 parent package) still loads TensorFlow.
 """
@@ -22,7 +26,7 @@ import json
 import os
 import tempfile
 
-from tfkd.report import plots, tables
+from tfkd.report import merge, plots, tables
 from tfkd.report.plots import pareto_front
 
 __all__ = ["Study", "StudyError", "build", "load_study", "pareto_front", "read_history"]
@@ -34,16 +38,18 @@ class StudyError(ValueError):
 
 @dataclasses.dataclass
 class Study:
-    """Everything a report is built from, read from one study folder.
+    """Everything a report is built from, read from one study folder (or several merged).
 
     Attributes:
-        path: the study folder.
-        config: the parsed `config.json`.
+        path: the study folder (the first one, when merged).
+        config: the parsed `config.json` (the first folder's).
         runs: the `metrics.json` dicts of complete runs, sorted by run_id.
-        skipped: (run folder relative to the study, reason) for each run left out.
+        skipped: (run folder relative to the study, reason) for each run left out; when
+            merged, the folder is given in full.
         histories: run_id -> history rows (dicts of floats, epoch 0-based as Keras writes it),
             or None where history.csv is missing or unreadable.
         truncated: run_ids whose history.csv ended in a partial line (dropped).
+        sources: (folder, complete runs taken from it) for each folder read.
     """
 
     path: str
@@ -52,35 +58,54 @@ class Study:
     skipped: list
     histories: dict
     truncated: list
+    sources: list = dataclasses.field(default_factory=list)
 
 
-def load_study(study_dir):
-    """Reads a study folder.
+def load_study(study_dir, *more_dirs):
+    """Reads a study folder, or merges the folders of one study's shards.
 
     Args:
         study_dir: a `runs/<recipe>/<name>` folder.
+        *more_dirs: more folders of the same study (the same recipe and flags), e.g. shards
+            that ran on other machines (--shard_index) and were copied here. Their complete
+            runs join the first folder's; a run complete in several folders is read from the
+            first of them.
 
     Returns:
         A `Study`.
 
     Raises:
-        StudyError: the folder has no readable config.json or no complete run.
+        StudyError: a folder has no readable config.json, the folders hold different studies,
+            or no folder has a complete run.
     """
-    config = _read_config(study_dir)
-    runs, skipped = _read_runs(study_dir)
+    dirs = [str(d) for d in (study_dir, *more_dirs)]
+    configs = [_read_config(d) for d in dirs]
+    problem = merge.difference(dirs, configs)
+    if problem:
+        raise StudyError(problem)
+    runs, skipped, sources = [], [], []
+    for folder in dirs:
+        found, left_out = _read_runs(folder)
+        new, repeated = merge.split_repeats(found, runs)
+        if more_dirs:
+            left_out = [(os.path.join(folder, name), why) for name, why in left_out + repeated]
+        runs += new
+        skipped += left_out
+        sources.append((folder, len(new)))
+    runs.sort(key=lambda r: r["run_id"])
     if not runs:
         found = f"{len(skipped)} incomplete" if skipped else "no run folders"
-        raise StudyError(f"{study_dir}: no complete runs ({found} under runs/); a run is "
-                         "complete once its metrics.json says \"complete\": true. Wait for the "
-                         "recipe to finish or rerun it.")
+        raise StudyError(f"{' and '.join(dirs)}: no complete runs ({found} under runs/); a run "
+                         "is complete once its metrics.json says \"complete\": true. Wait for "
+                         "the recipe to finish or rerun it.")
     histories, truncated = {}, []
     for run in runs:
-        path = os.path.join(study_dir, "runs", run["_folder"], "history.csv")
+        path = os.path.join(run["_study"], "runs", run["_folder"], "history.csv")
         rows, cut = read_history(path)
         histories[run["run_id"]] = rows
         if cut:
             truncated.append(run["run_id"])
-    return Study(str(study_dir), config, runs, skipped, histories, truncated)
+    return Study(dirs[0], configs[0], runs, skipped, histories, truncated, sources)
 
 
 def _read_config(study_dir):
@@ -115,7 +140,7 @@ def _read_runs(study_dir):
             continue
         # The folder name stands in for a missing run_id so every row has a key.
         metrics["run_id"] = str(metrics.get("run_id") or folder)
-        metrics["_folder"] = folder
+        metrics["_folder"], metrics["_study"] = folder, study_dir
         runs.append(metrics)
     runs.sort(key=lambda r: r["run_id"])
     return runs, skipped
@@ -185,31 +210,35 @@ def _history_row(header, fields):
     return row
 
 
-def build(study_dir):
+def build(study_dir, *more_dirs, output_dir=None):
     """Rebuilds results.csv, report.md and the plots of a study folder from its files.
 
     Args:
         study_dir: a `runs/<recipe>/<name>` folder.
+        *more_dirs: more folders of the same study (shards), merged as `load_study` does.
+        output_dir: where the report goes; default `study_dir`.
 
     Returns:
         A dict name -> path written: "results_csv", "report_md" and one entry per plot
         (the file name without .png).
 
     Raises:
-        StudyError: the folder has no config.json or no complete run.
+        StudyError: a folder has no config.json, the folders hold different studies, or no
+            complete run.
     """
-    study = load_study(study_dir)
+    study = load_study(study_dir, *more_dirs)
+    out = str(output_dir or study.path)
     written = {}
-    plot_dir = os.path.join(study.path, "plots")
+    plot_dir = os.path.join(out, "plots")
     os.makedirs(plot_dir, exist_ok=True)
     notes = {}
     for name, draw in plots.PLOTS.items():
         written[name] = os.path.join(plot_dir, name + ".png")
         notes[name] = _write_atomic(written[name], lambda f, draw=draw: draw(study, f),
                                     binary=True)
-    written["results_csv"] = os.path.join(study.path, "results.csv")
+    written["results_csv"] = os.path.join(out, "results.csv")
     _write_atomic(written["results_csv"], lambda f: tables.write_results_csv(study, f))
-    written["report_md"] = os.path.join(study.path, "report.md")
+    written["report_md"] = os.path.join(out, "report.md")
     _write_atomic(written["report_md"], lambda f: f.write(tables.report_markdown(study, notes)))
     return written
 

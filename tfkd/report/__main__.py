@@ -1,12 +1,14 @@
 """python -m tfkd.report STUDY_DIR...: rebuild each study's results.csv, report.md and plots.
 
-With --readme README.md, also regenerate the README's findings block from those studies.
+Folders of one study (the same recipe and --name, e.g. shards run on several machines with
+--shard_index and copied here) are merged into one report, written into the first of them or
+into --output. With --readme README.md, also regenerate the README's findings block.
 """
 
 import argparse
 import sys
 
-from tfkd.report import StudyError, build, findings
+from tfkd.report import StudyError, _read_config, build, findings, merge
 
 
 def main(argv=None):
@@ -18,18 +20,28 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tfkd.report",
         description="Rebuild results.csv, report.md and plots/ of a study folder from its "
-                    "config.json and runs/*/metrics.json and history.csv files.")
+                    "config.json and runs/*/metrics.json and history.csv files. Folders of "
+                    "one study (same recipe and --name: the shards of a sweep split across "
+                    "machines with --shard_index) are merged into one report.")
     parser.add_argument("study_dir", nargs="+",
                         help="a study folder, e.g. runs/resolution_sweep/default")
+    parser.add_argument("--output", help="where the report goes (one study only); default: "
+                        "the first folder of each study")
     parser.add_argument("--readme", help="also replace the findings block of this README "
                         "with these studies' tables and main plots")
     args = parser.parse_args(argv)
     try:
-        for study_dir in args.study_dir:
-            for path in build(study_dir).values():
+        groups = merge.group_by_study(args.study_dir,
+                                      [_read_config(d) for d in args.study_dir])
+        if args.output and len(groups) > 1:
+            raise StudyError(f"--output takes the folders of one study, but these are "
+                             f"{len(groups)} studies ({', '.join(g[0] for g in groups)}); "
+                             "drop --output to write each report into its study's folder")
+        for group in groups:
+            for path in build(*group, output_dir=args.output).values():
                 print(path)
         if args.readme:
-            findings.update_readme(args.readme, args.study_dir)
+            findings.update_readme(args.readme, groups, output_dir=args.output)
             print(args.readme)
     except (StudyError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,13 +19,18 @@ MAIN_PLOT = {"resolution_sweep": "accuracy_memory_vs_resolution",
              "finetune_after_kd": "training_curves"}
 
 
-def section(study_dirs, readme_dir, image_dir="docs/findings"):
-    """The Markdown of the findings section for `study_dirs` (plots copied to `image_dir`)."""
+def section(study_dirs, readme_dir, image_dir="docs/findings", output_dir=None):
+    """The Markdown of the findings section for `study_dirs` (plots copied to `image_dir`).
+
+    Each entry is a study folder, or a list of the folders of one study's shards (merged, with
+    the report written to `output_dir` or the first folder).
+    """
     lines = []
-    for study_dir in study_dirs:
-        written = build(study_dir)
-        study = load_study(study_dir)
-        recipe = study.config.get("recipe", os.path.basename(os.path.dirname(study_dir)))
+    for entry in study_dirs:
+        dirs = [entry] if isinstance(entry, (str, os.PathLike)) else list(entry)
+        written = build(*dirs, output_dir=output_dir)
+        study = load_study(*dirs)
+        recipe = study.config.get("recipe", os.path.basename(os.path.dirname(study.path)))
         commit = (study.config.get("git_commit") or "unknown")[:10]
         lines += [f"### {recipe}", "",
                   f"`python -m tfkd.recipes.{recipe}` with its defaults on a 2-core CPU "
@@ -41,7 +46,7 @@ def section(study_dirs, readme_dir, image_dir="docs/findings"):
     return "\n".join(lines)
 
 
-def update_readme(readme, study_dirs, image_dir="docs/findings"):
+def update_readme(readme, study_dirs, image_dir="docs/findings", output_dir=None):
     """Replaces the generated block of `readme` (between START and END) with `section`."""
     with open(readme, encoding="utf-8") as f:
         text = f.read()
@@ -50,7 +55,8 @@ def update_readme(readme, study_dirs, image_dir="docs/findings"):
                          "where the section should go")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    body = section(study_dirs, os.path.dirname(os.path.abspath(readme)), image_dir)
+    body = section(study_dirs, os.path.dirname(os.path.abspath(readme)), image_dir,
+                   output_dir)
     tmp = f"{readme}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(f"{head}{START}\n{body}\n{END}{tail}")

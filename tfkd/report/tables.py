@@ -323,6 +323,12 @@ def config_section(study):
              "- Versions: " + (", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
                                or DASH),
              f"- Runs: {len(study.runs)} complete, {len(study.skipped)} skipped"]
+    sources = getattr(study, "sources", None) or []
+    if len(sources) > 1:  # shards merged: say which folder gave which runs
+        lines[2] = ("Rebuilt by `python -m tfkd.report` from the files of the folders below "
+                    "(the shards of one study); edits are lost on the next rebuild.")
+        lines += [f"- Merged from: `{folder}` ({count} run{'' if count == 1 else 's'})"
+                  for folder, count in sources]
     lines += [f"- Teacher: {t}" for t in _teachers(study.runs)]
     shown = [k for k in flags if k in KEY_FLAGS or isinstance(flags[k], list)]
     shown.sort(key=lambda k: (KEY_FLAGS.index(k) if k in KEY_FLAGS else len(KEY_FLAGS), k))
