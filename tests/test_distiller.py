@@ -323,3 +323,18 @@ def test_mirrored_strategy_matches_one_device():
         np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-5, err_msg=key)
     for w1, w2 in zip(single_weights, mirrored_weights):
         np.testing.assert_allclose(w1, w2, rtol=1e-4, atol=1e-6)
+
+
+def test_compile_creates_the_optimizer_variables_before_the_first_step():
+    # Created eagerly rather than while tracing the first step (a faster first epoch); the
+    # slots belong to the student's trainable weights only, never to the frozen teacher's.
+    distiller = make_distiller()
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert distiller.optimizer.built
+    slots = [v for v in distiller.optimizer.variables if len(v.shape)]  # not the scalars
+    assert len(slots) == 2 * len(distiller.student.trainable_variables)  # Adam: m and v
+    x, y = batch(16)
+    before = [v.numpy().copy() for v in distiller.teacher.weights]
+    distiller.train_on_batch(x, y)
+    for a, b in zip(before, distiller.teacher.weights):
+        np.testing.assert_array_equal(a, b.numpy())

@@ -16,7 +16,7 @@ from absl import app
 
 import tfkd
 from tfkd import report
-from tfkd.recipes import common, engine
+from tfkd.recipes import distributed, engine
 from tfkd.report.__main__ import main as report_main
 from tests import distributed_worker
 from tests.helpers import batch
@@ -122,7 +122,7 @@ def test_unknown_strategy_and_bad_tf_config_say_what_to_pass(monkeypatch):
     # Through the recipes' flag: a usage error, before any training.
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(app.UsageError, match="--strategy=multi_worker needs the TF_CONFIG"):
-        common.strategy(types.SimpleNamespace(strategy="multi_worker"))
+        distributed.strategy(types.SimpleNamespace(strategy="multi_worker"))
 
 
 def test_tpu_strategy_without_a_tpu_is_a_clear_error():
@@ -131,7 +131,7 @@ def test_tpu_strategy_without_a_tpu_is_a_clear_error():
     with pytest.raises(app.UsageError, match=r"--strategy=tpu found no TPU \(TPU 'local': "
                                              r"TPUs not found in the cluster\); run on a Cloud "
                                              r"TPU VM, or set TPU_NAME"):
-        common.strategy(types.SimpleNamespace(strategy="tpu"))
+        distributed.strategy(types.SimpleNamespace(strategy="tpu"))
 
 
 def test_only_the_chief_worker_writes_to_the_output_dir(monkeypatch):
@@ -140,22 +140,22 @@ def test_only_the_chief_worker_writes_to_the_output_dir(monkeypatch):
     for index, root in ((0, "runs"), (1, os.path.join("runs", "workers", "worker-1"))):
         monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {
             "type": "worker", "index": index}}))
-        assert common.output_root(cfg) == root
+        assert distributed.output_root(cfg) == root
     with_chief = {"cluster": {"chief": ["c:1"], **cluster}, "task": {"type": "worker",
                                                                      "index": 0}}
     assert not tfkd.distribute.is_chief(with_chief)
-    assert common.output_root(types.SimpleNamespace(strategy="default", output_dir="x")) == "x"
+    assert distributed.output_root(types.SimpleNamespace(strategy="default", output_dir="x")) == "x"
 
 
 def test_settings_that_cannot_work_distributed_are_refused():
     with pytest.raises(app.UsageError, match="--budget_s cannot be used with "
                                              "--strategy=multi_worker"):
-        common._start_strategy(types.SimpleNamespace(strategy="multi_worker", budget_s=60.0,
+        distributed.start_strategy(types.SimpleNamespace(strategy="multi_worker", budget_s=60.0,
                                                      batch_size=64))
     with pytest.raises(app.UsageError, match="--batch_size=63 does not split evenly across the "
                                              "2 replicas of --strategy=mirrored; pass a "
                                              "multiple of 2, e.g. --batch_size=64"):
-        common._start_strategy(types.SimpleNamespace(strategy="mirrored", batch_size=63))
+        distributed.start_strategy(types.SimpleNamespace(strategy="mirrored", batch_size=63))
 
 
 def _finetune_plan(seeds=(0, 1, 2)):
@@ -195,8 +195,8 @@ def test_bad_shard_flags_say_what_to_pass():
                                                  r"pass --num_shards=N \(N >= 1, the number of "
                                                  r"machines\) and a different --shard_index from "
                                                  r"0 to N-1 on each"):
-            common.check_shards(types.SimpleNamespace(shard_index=index, num_shards=count))
-    common.check_shards(types.SimpleNamespace(shard_index=1, num_shards=2))
+            distributed.check_shards(types.SimpleNamespace(shard_index=index, num_shards=count))
+    distributed.check_shards(types.SimpleNamespace(shard_index=1, num_shards=2))
 
 
 def _start_shard(out, index, *flags, two_cpus=False):

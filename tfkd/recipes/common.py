@@ -9,8 +9,8 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 import tfkd
-from tfkd.distiller import resize_images
-from tfkd.recipes import study as study_lib
+from tfkd.distiller import build_optimizer, resize_images
+from tfkd.recipes import distributed, study as study_lib
 
 FLAGS = flags.FLAGS
 
@@ -132,7 +132,7 @@ def start(recipe, cfg):
     """The checks and set-up every recipe does first; returns (study, seeds)."""
     quiet_tensorflow_logging()
     check_counts(cfg)
-    check_shards(cfg)
+    distributed.check_shards(cfg)
     seeds = parse_ints(cfg.seeds, "--seeds", "0,1,2")
     if cfg.targets:  # checked before any training, used after it
         parse_ints(cfg.bench_threads, "--bench_threads", "1,2", minimum=1)
@@ -141,77 +141,10 @@ def start(recipe, cfg):
             tfkd.bench.target_kind(target)
         except ValueError as e:
             raise app.UsageError(f"--targets: {e}") from None
-    _start_strategy(cfg)
-    study = study_lib.Study(recipe, output_root(cfg), cfg.name, study_lib.recipe_flags(), seeds)
+    distributed.start_strategy(cfg)
+    study = study_lib.Study(recipe, distributed.output_root(cfg), cfg.name,
+                            study_lib.recipe_flags(), seeds)
     return study, seeds
-
-
-def check_shards(cfg):
-    """A usage error unless 0 <= --shard_index < --num_shards."""
-    index, count = cfg.shard_index, cfg.num_shards
-    if count < 1 or not 0 <= index < count:
-        raise app.UsageError(
-            f"--shard_index={index} --num_shards={count}: pass --num_shards=N (N >= 1, the "
-            "number of machines) and a different --shard_index from 0 to N-1 on each, e.g. "
-            "--shard_index=0 --num_shards=2 on one and --shard_index=1 --num_shards=2 on the "
-            "other")
-
-
-# One strategy per process and name: TensorFlow cannot set up a multi-worker cluster twice.
-_strategies = {}
-
-
-def strategy(cfg):
-    """The `tf.distribute` strategy --strategy names, created on first use, then reused.
-
-    Create models, Distillers and optimizers inside its `scope()`; under "default" (TensorFlow's
-    default strategy) the scope changes nothing.
-    """
-    name = getattr(cfg, "strategy", "default")
-    if name not in _strategies:
-        try:
-            _strategies[name] = tfkd.distribute.get_strategy(name)
-        except ValueError as e:
-            raise app.UsageError(str(e)) from None
-    return _strategies[name]
-
-
-def _start_strategy(cfg):
-    """Creates the strategy before any other TensorFlow op (multi_worker requires it)."""
-    if cfg.strategy == "multi_worker" and getattr(cfg, "budget_s", 0):
-        raise app.UsageError("--budget_s cannot be used with --strategy=multi_worker: each "
-                             "worker would stop by its own clock and the others would wait for "
-                             "it forever; give every student --epochs instead")
-    replicas = strategy(cfg).num_replicas_in_sync
-    # Keras 3.15 averages the replicas' first batches to build a model, which fails with
-    # "Inputs to operation AddN ... must have the same size" when they differ in size.
-    if cfg.batch_size % replicas:
-        raise app.UsageError(f"--batch_size={cfg.batch_size} does not split evenly across the "
-                             f"{replicas} replicas of --strategy={cfg.strategy}; pass a multiple "
-                             f"of {replicas}, e.g. --batch_size="
-                             f"{replicas * max(1, round(cfg.batch_size / replicas))}")
-    if cfg.strategy != "default":
-        print(f"strategy {cfg.strategy}: {replicas} replica(s); global batch {cfg.batch_size}, "
-              f"{cfg.batch_size // replicas} per replica", flush=True)
-
-
-def output_root(cfg):
-    """--output_dir, except for the non-chief workers of a multi_worker cluster.
-
-    Every worker trains the same runs and writes the same files; on a shared filesystem they
-    would overwrite one another's. So only the chief (the "chief" task, else worker 0) writes to
-    --output_dir, and each other worker to OUTPUT_DIR/workers/TYPE-INDEX/.
-    """
-    if getattr(cfg, "strategy", "default") != "multi_worker":
-        return cfg.output_dir
-    try:
-        tf_config = tfkd.distribute.read_tf_config()
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
-    if tfkd.distribute.is_chief(tf_config):
-        return cfg.output_dir
-    task = tf_config["task"]
-    return os.path.join(cfg.output_dir, "workers", f"{task['type']}-{task['index']}")
 
 
 @dataclasses.dataclass
@@ -340,11 +273,11 @@ def get_teacher(study, cfg, data, name=None, size=None, seed=0):
     if info and os.path.exists(path):
         print(f"teacher {name}@{size}: reusing {path} (test accuracy {info['accuracy']:.4f})",
               flush=True)
-        with strategy(cfg).scope():  # its variables must live on every replica
+        with distributed.strategy(cfg).scope():  # its variables must live on every replica
             model = keras.saving.load_model(path, safe_mode=True)
     else:
         print(f"Training teacher {name}@{size} ...", flush=True)
-        _note_shard_teacher(cfg)
+        distributed.note_shard_teacher(cfg)
         model, info = _train_teacher(cfg, data, name, size, seed, folder)
         info["config"] = config
         study_lib.save_model(model, path)
@@ -354,13 +287,6 @@ def get_teacher(study, cfg, data, name=None, size=None, seed=0):
     module = tfkd.models._family_of(name)
     return Teacher(model=model, path=path, name=name, family=module.FAMILY, kind=module.KIND,
                    size=size, accuracy=info["accuracy"])
-
-
-def _note_shard_teacher(cfg):
-    if getattr(cfg, "num_shards", 1) > 1:
-        print(f"shard {cfg.shard_index} of {cfg.num_shards} trains this teacher itself; for one "
-              "teacher shared by every shard, start the others once one has saved it (into the "
-              "same folder, or copy that study folder to each machine)", flush=True)
 
 
 def _teacher_splits(cfg, size, seed):
@@ -382,12 +308,13 @@ def _teacher_splits(cfg, size, seed):
 
 def _train_teacher(cfg, data, name, size, seed, folder):
     keras.utils.set_random_seed(seed)
-    with strategy(cfg).scope():
+    with distributed.strategy(cfg).scope():
         teacher = tfkd.create_model(name, image_size=size, num_classes=data.num_classes)
         train, val, steps = _teacher_splits(cfg, size, seed)
         teacher.compile(optimizer=optimizer(cfg, cfg.teacher_epochs * steps),
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                         metrics=["accuracy"])
+        build_optimizer(teacher)
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=cfg.teacher_patience,
                                          restore_best_weights=True)
     # Shards sharing a folder may train the same teacher at once: one backup each.

@@ -17,7 +17,8 @@ import keras
 
 import tfkd
 from tfkd import report
-from tfkd.recipes import common, measure, study as study_lib
+from tfkd.distiller import build_optimizer
+from tfkd.recipes import common, distributed, measure, study as study_lib
 
 
 # Modes trained by a Distiller; every other mode trains on the labels alone. (Not the report's
@@ -171,7 +172,7 @@ def train_run(study, spec, cfg, data, teacher=None):
     run_dir = study.run_dir(spec.run_id)
     keras.utils.set_random_seed(spec.seed)
     # Student, Distiller and optimizer get their variables on every replica of --strategy.
-    with common.strategy(cfg).scope():
+    with distributed.strategy(cfg).scope():
         student = _student(spec, data.num_classes)
         model, train, test = _trainable(spec, cfg, student, teacher, data)
     history_path = os.path.join(run_dir, "history.csv")
@@ -220,6 +221,7 @@ def _trainable(spec, cfg, student, teacher, data):
     student.compile(optimizer=optimizer,
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
+    build_optimizer(student)  # as the Distiller does: a faster first step
     size = spec.resolution
     return student, common.resized(data.train, size), common.resized(data.test, size)
 

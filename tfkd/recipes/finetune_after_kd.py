@@ -29,7 +29,7 @@ import os
 
 from absl import app, flags
 
-from tfkd.recipes import common, engine
+from tfkd.recipes import common, distributed, engine
 
 flags.DEFINE_string("student", "mobilenetv3_small", "Student model (tfkd.list_models()).")
 flags.DEFINE_integer("student_size", 32, "Student input side.")
@@ -74,7 +74,7 @@ def main(argv):
     del argv
     cfg = FLAGS
     common.check_models(cfg.teacher, cfg.student)
-    study_dir = os.path.join(common.output_root(cfg), "finetune_after_kd", cfg.name)
+    study_dir = os.path.join(distributed.output_root(cfg), "finetune_after_kd", cfg.name)
     runs = plan(cfg, common.parse_ints(cfg.seeds, "--seeds", "0,1,2"), study_dir)
     study, seeds = common.start("finetune_after_kd", cfg)
     engine.run_study(study, cfg, seeds, runs, format_table)
