@@ -12,7 +12,7 @@ on every step (target <= 0.5). The saving grows with the teacher's cost relative
 student's: the sweep uses an EfficientNet-B0 teacher at 64 pixels (the study's teacher family,
 at twice the student's resolution, the usual KD setting), whose forward pass costs about 1.6
 MobileNetV3-Small training steps here. The demo's convnet_m teacher at 28 pixels costs about
-half a step, so there the cache saves less (see the README's Performance section).
+a third of a step, so there the cache saves less (see the README's Performance section).
 
 Every run also pays a fixed cost the cache cannot remove: Keras traces a fresh student's train
 and test steps (about 6 s for MobileNetV3-Small on a 2-core CPU since tfkd builds the
