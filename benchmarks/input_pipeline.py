@@ -22,16 +22,14 @@ import tempfile
 
 import keras
 
+import kd_common
 import timing
 import tfkd
-from tfkd.distiller import resize_images
+from kd_common import BATCH as BATCH_SIZE, STUDENT, STUDENT_SIZE, TEACHER, TEACHER_SIZE
 from tfkd.recipes import common
 
 TARGET = 3.0
-BATCH_SIZE = 128
 DATA_SIZE = 28  # the recipes' --data_size
-TEACHER, TEACHER_SIZE = "convnet_m", 28
-STUDENT, STUDENT_SIZE = "mobilenetv3_small", 32
 # (pipeline limit, train steps per timed call, rounds); a timed step call takes ~1 s here.
 FULL = {"limit": 5000, "steps_per_call": 8, "rounds": 7}
 QUICK = {"limit": 512, "steps_per_call": 1, "rounds": 2}
@@ -102,31 +100,20 @@ def step_fns(batch, steps_per_call):
 
     Models have random weights: a step costs the same whatever the weights are.
     """
-    images, labels = batch
-    keras.utils.set_random_seed(0)
-    teacher = tfkd.create_model(TEACHER, image_size=TEACHER_SIZE, num_classes=10)
-    student = tfkd.create_model(STUDENT, image_size=STUDENT_SIZE, num_classes=10)
+    images, labels = (b.numpy() for b in batch)
+    teacher, student = kd_common.make_models(TEACHER_SIZE, STUDENT_SIZE)
     distiller = tfkd.Distiller(teacher=teacher, student=student)
     distiller.compile(optimizer=_optimizer(), metrics=["accuracy"])
-    scratch = tfkd.create_model(STUDENT, image_size=STUDENT_SIZE, num_classes=10)
-    scratch.compile(optimizer=_optimizer(),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=["accuracy"])
-    resized = resize_images(images, (STUDENT_SIZE, STUDENT_SIZE))
-    return {"kd_step": _steps(distiller, images, labels, steps_per_call),
-            "scratch_step": _steps(scratch, resized, labels, steps_per_call)}
+    scratch = keras.models.clone_model(student)
+    scratch.compile(optimizer=_optimizer(), loss=kd_common.sparse_ce(), metrics=["accuracy"])
+    resized = kd_common.resized(images, STUDENT_SIZE)
+    return {"kd_step": kd_common.steps(distiller, "train", (images, labels), steps_per_call),
+            "scratch_step": kd_common.steps(scratch, "train", (resized, labels), steps_per_call)}
 
 
 def _optimizer():
     # As the recipes build it (common.optimizer); the schedule's length does not change a step.
     return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, 1000))
-
-
-def _steps(model, x, y, count):
-    def run_steps():
-        for _ in range(count):
-            model.train_on_batch(x, y)  # returns Python numbers: the step has finished
-    return run_steps
 
 
 def measure(factories, settings):
@@ -151,7 +138,7 @@ def measure(factories, settings):
     note = (f"images/s of the slowest recipe pipeline ({slowest}) over the fastest training "
             f"step measured ({fastest}; steps: KD {TEACHER}@{TEACHER_SIZE} -> "
             f"{STUDENT}@{STUDENT_SIZE}, and {STUDENT}@{STUDENT_SIZE} alone), each timed alone, "
-            "the steps on a batch in memory.")
+            "the steps on a batch in memory, through Keras's compiled train function.")
     return timing.entry(value, TARGET, raw, better="higher", note=note)
 
 

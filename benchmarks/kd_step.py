@@ -13,6 +13,7 @@ import keras
 
 import kd_common
 import timing
+import tfkd
 
 
 def run(quick=False):
@@ -42,8 +43,6 @@ def run(quick=False):
 
 
 def tfkd_distiller(teacher, student):
-    import tfkd
-
     distiller = tfkd.Distiller(teacher=teacher, student=student, temperature=4.0,
                                student_loss_weight=0.5)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])

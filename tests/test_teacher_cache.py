@@ -278,8 +278,18 @@ def test_teacher_without_fixed_size_is_refused(tmp_path):
     inputs = keras.Input((None, None, 3))
     free = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(
         inputs)))
-    with pytest.raises(ValueError, match="fixed size.*tfkd.create_model"):
+    with pytest.raises(ValueError, match="The teacher .* has no fixed input size.*"
+                                         r"tfkd.create_model\(name, image_size="):
         tfkd.TeacherCache.build(free, base_dataset(), str(tmp_path / "c.npz"))
+
+
+def test_softmax_teacher_is_refused(tmp_path):
+    # Caching probabilities would soften them a second time in the KD loss.
+    probs = tiny_cnn(16, activation="softmax", name="probs")
+    with pytest.raises(ValueError, match="The teacher 'probs' ends in a softmax; tfkd needs "
+                                         "logits"):
+        tfkd.TeacherCache.build(probs, base_dataset(), str(tmp_path / "c.npz"))
+    assert not os.listdir(tmp_path)
 
 
 def test_missing_and_corrupt_files(tmp_path):

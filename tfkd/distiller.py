@@ -60,6 +60,22 @@ def _check_logits(model, role):
             "when the softmax is a separate layer.")
 
 
+def check_classifier(model, role):
+    """((height, width), classes) of `model`, checked: a single-input `keras.Model` with a fixed
+    input size that outputs (batch, classes) logits, not probabilities.
+
+    Raises:
+        TypeError: not a `keras.Model`.
+        ValueError: with what to do, for a free input size, another output shape or a softmax.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"The {role} must be a keras.Model, got {type(model).__name__}.")
+    size = _fixed_input_size(model, role)
+    classes = _num_classes(model, role)
+    _check_logits(model, role)
+    return size, classes
+
+
 def _resolve_loss(distillation_loss):
     if callable(distillation_loss):
         return distillation_loss
@@ -119,20 +135,13 @@ class Distiller(keras.Model):
     def __init__(self, teacher, student, temperature=4.0, student_loss_weight=0.5,
                  distillation_loss="kl", distillation_loss_kwargs=None, **kwargs):
         super().__init__(**kwargs)
-        for role, model in (("teacher", teacher), ("student", student)):
-            if not isinstance(model, keras.Model):
-                raise TypeError(f"The {role} must be a keras.Model, got {type(model).__name__}.")
-        self._teacher_size = _fixed_input_size(teacher, "teacher")
-        self._student_size = _fixed_input_size(student, "student")
-        teacher_classes = _num_classes(teacher, "teacher")
-        student_classes = _num_classes(student, "student")
+        self._teacher_size, teacher_classes = check_classifier(teacher, "teacher")
+        self._student_size, student_classes = check_classifier(student, "student")
         if teacher_classes != student_classes:
             raise ValueError(f"The teacher outputs {teacher_classes} classes but the student "
                              f"outputs {student_classes}; build the student with "
                              f"num_classes={teacher_classes}.")
         self._class_count = teacher_classes
-        _check_logits(teacher, "teacher")
-        _check_logits(student, "student")
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
                 or not temperature > 0:
             raise ValueError(f"temperature must be a number > 0, got {temperature!r}; "

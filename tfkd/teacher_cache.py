@@ -38,10 +38,11 @@ import json
 import os
 import tempfile
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkd.distiller import resize_images
+from tfkd.distiller import check_classifier, resize_images
 
 _FORMAT = 1
 # Rows of the expanded top-k distribution never drop below this probability per class: an exact
@@ -90,8 +91,9 @@ class TeacherCache:
         teacher does not run; a cache with another key is rebuilt, with a message saying why.
 
         Args:
-            teacher: a `keras.Model` with a fixed input size that outputs logits. Each batch is
-                resized to its input size as `tfkd.Distiller` resizes it.
+            teacher: a `keras.Model` with a fixed input size that outputs logits (checked as
+                `tfkd.Distiller` checks it). Each batch is resized to its input size as the
+                Distiller resizes it.
             dataset: a finite, deterministic `tf.data.Dataset` of `(images, labels)`, batched
                 or not; the same one (same order) is later passed to `dataset()`.
             path: the `.npz` file to write.
@@ -111,7 +113,7 @@ class TeacherCache:
         _check_path(path)
         if dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be 'float16' or 'float32', got {dtype!r}")
-        size, num_classes = _teacher_shape(teacher)
+        size, num_classes = check_classifier(teacher, "teacher")
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
                                   or not 1 <= top_k < num_classes):
             raise ValueError(f"top_k must be an integer in [1, {num_classes - 1}] for a "
@@ -233,8 +235,6 @@ def expand_top_k_numpy(values, indices, num_classes):
 
 def teacher_hash(model):
     """sha256 of a model's architecture (its config) and weights."""
-    import keras  # only here: this module is otherwise usable without building models
-
     h = hashlib.sha256()
     config = keras.saving.serialize_keras_object(model)
     h.update(json.dumps(config, sort_keys=True, default=str).encode())
@@ -258,17 +258,6 @@ def data_hash(images, labels):
 def _check_path(path):
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).endswith(".npz"):
         raise ValueError(f"The cache path must end in .npz, got {path!r}")
-
-
-def _teacher_shape(teacher):
-    shape, out = getattr(teacher, "input_shape", None), getattr(teacher, "output_shape", None)
-    if (not isinstance(shape, tuple) or len(shape) != 4 or None in shape[1:3]
-            or not isinstance(out, tuple) or len(out) != 2 or out[-1] is None):
-        raise ValueError(f"The teacher must take (batch, height, width, 3) images of a fixed "
-                         f"size and output (batch, classes) logits; it takes {shape} and "
-                         f"outputs {out}. Build it with tfkd.create_model(name, image_size=..., "
-                         "num_classes=...).")
-    return (int(shape[1]), int(shape[2])), int(out[-1])
 
 
 def _materialize(dataset):

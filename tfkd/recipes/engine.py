@@ -241,7 +241,7 @@ def _describe(spec, student, teacher, history, rss):
         "teacher_kind": teacher.kind if teacher else None,
         "teacher_resolution": teacher.size if teacher else None,
         "teacher_accuracy": teacher.accuracy if teacher else None,
-        "teacher_cache": bool(teacher and teacher.caches),
+        "teacher_cache": spec.mode in DISTILLER_MODES and bool(teacher.caches),
         "epochs_run": len(val) if val[0] is not None else 0,
         "test_accuracy": val[-1], "last_accuracy": val[-1],
         "best_accuracy": val[best], "best_epoch": best + 1,

@@ -79,7 +79,7 @@ def load_study(study_dir, *more_dirs):
             or no folder has a complete run.
     """
     dirs = [str(d) for d in (study_dir, *more_dirs)]
-    configs = [_read_config(d) for d in dirs]
+    configs = [read_config(d) for d in dirs]
     problem = merge.difference(dirs, configs)
     if problem:
         raise StudyError(problem)
@@ -108,7 +108,8 @@ def load_study(study_dir, *more_dirs):
     return Study(dirs[0], configs[0], runs, skipped, histories, truncated, sources)
 
 
-def _read_config(study_dir):
+def read_config(study_dir):
+    """The parsed config.json of a study folder; StudyError saying what to pass otherwise."""
     path = os.path.join(study_dir, "config.json")
     if not os.path.isdir(study_dir):
         raise StudyError(f"{study_dir} is not a folder; pass a study folder such as "

@@ -8,7 +8,7 @@ into --output. With --readme README.md, also regenerate the README's findings bl
 import argparse
 import sys
 
-from tfkd.report import StudyError, _read_config, build, findings, merge
+from tfkd.report import StudyError, read_config, build, findings, merge
 
 
 def main(argv=None):
@@ -32,7 +32,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         groups = merge.group_by_study(args.study_dir,
-                                      [_read_config(d) for d in args.study_dir])
+                                      [read_config(d) for d in args.study_dir])
         if args.output and len(groups) > 1:
             raise StudyError(f"--output takes the folders of one study, but these are "
                              f"{len(groups)} studies ({', '.join(g[0] for g in groups)}); "
