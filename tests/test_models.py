@@ -110,6 +110,14 @@ def test_unknown_model_lists_the_zoo():
         tfkd.create_model("resnet50", image_size=32, num_classes=10)
 
 
+@pytest.mark.parametrize("typo, meant", [("mobilevit_xxxs", "'mobilevit_xxs'"),
+                                         ("MobileNetV3_Small", "'mobilenetv3_small'"),
+                                         ("efficientnet-b0", "'efficientnet_b0'")])
+def test_an_unknown_model_name_suggests_the_closest(typo, meant):
+    with pytest.raises(ValueError, match=f"Unknown model '{typo}'; did you mean {meant}"):
+        tfkd.create_model(typo, image_size=32, num_classes=10)
+
+
 @pytest.mark.parametrize("bad", [0.5, "32", (32,), (32, 32, 3), True])
 def test_bad_image_size(bad):
     with pytest.raises(ValueError, match="image_size must be an int or a"):

@@ -5,6 +5,7 @@ them inside the graph and returns logits. Family files are imported when first u
 `import tfkd` stays fast and a family with a heavy dependency costs nothing until asked for.
 """
 
+import difflib
 import functools
 import importlib
 import os
@@ -29,8 +30,16 @@ def _family_of(name):
     for family_name in FAMILIES:
         if name in _family(family_name).VARIANTS:
             return _family(family_name)
-    raise ValueError(f"Unknown model {name!r}; choose one of {list_models()} "
-                     "(tfkd.models.list_models() lists them).")
+    hint = did_you_mean(name)
+    raise ValueError(f"Unknown model {name!r}; {hint + ' Choose' if hint else 'choose'} one of "
+                     f"{list_models()} (tfkd.models.list_models() lists them).")
+
+
+def did_you_mean(name):
+    """"did you mean 'a'?" (or "'a' or 'b'") for the zoo's names closest to `name`, or ""."""
+    close = [repr(c) for c in difflib.get_close_matches(str(name).lower(), list_models(), n=2,
+                                                         cutoff=0.75)]
+    return f"did you mean {' or '.join(close)}?" if close else ""
 
 
 def list_models(family=None):
