@@ -11,8 +11,6 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["tfkd", "tfkd.*", "android_bench", "android_bench.*"]),
-    # The recipes' flag files: the quick defaults and the paper-scale settings.
-    package_data={"tfkd.recipes": ["quick/*.flags", "paper/*.flags"]},
     install_requires=[
         "tensorflow==2.21.*",
         "keras==3.15.*",

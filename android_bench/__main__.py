@@ -1,4 +1,4 @@
-"""python -m android_bench MODEL.tflite [--serial S] [--threads 1,4] [--use_gpu] ...
+"""python -m android_bench MODEL.tflite [--serial S] [--threads 1,4] [--delegates xnnpack,gpu] ...
 
 Benchmarks a .tflite model on the attached Android phone, prints a table and appends the
 results to OUTPUT_DIR/results.jsonl. Exit status: 0 done; 2 a mistake to fix before running
@@ -11,10 +11,10 @@ import logging
 import os
 import sys
 
-from android_bench import adb as adb_lib
-from android_bench import errors
-
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "android_bench")
+# tfkd.bench.DELEGATES, written out so that --help needs no TensorFlow (a test keeps them equal).
+DELEGATE_WORDS = ("xnnpack", "gpu", "nnapi", "none")
+_OLD_FLAGS = ("--use_gpu", "--use_nnapi", "--no_xnnpack")
 
 
 def _int_list(text):
@@ -33,10 +33,13 @@ def _parser():
     p.add_argument("model", nargs="?", help="the .tflite model on this machine")
     p.add_argument("--serial", help="device serial (default $ANDROID_SERIAL or the only one)")
     p.add_argument("--threads", type=_int_list, default=[1], help="thread counts, e.g. 1,4")
-    p.add_argument("--use_gpu", action="store_true", help="also run with the GPU delegate")
-    p.add_argument("--use_nnapi", action="store_true", help="also run with the NNAPI delegate")
-    p.add_argument("--no_xnnpack", action="store_true",
-                   help="no XNNPACK run (builtin CPU kernels if no other delegate is asked)")
+    p.add_argument("--delegates", type=_word_list, default=None,
+                   help=f"delegates, one run each, from {', '.join(DELEGATE_WORDS)} "
+                        "(default xnnpack), e.g. xnnpack,gpu")
+    p.add_argument("--use_gpu", action="store_true", help="deprecated: --delegates xnnpack,gpu")
+    p.add_argument("--use_nnapi", action="store_true",
+                   help="deprecated: --delegates xnnpack,nnapi")
+    p.add_argument("--no_xnnpack", action="store_true", help="deprecated: --delegates none")
     p.add_argument("--taskset", help="hex CPU mask to pin the tool to, e.g. f0 (big cores)")
     p.add_argument("--enable_op_profiling", action="store_true",
                    help="profile each op; the CSVs land in --output_dir")
@@ -52,10 +55,26 @@ def _parser():
     return p
 
 
+def _word_list(text):
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    if not words:
+        raise argparse.ArgumentTypeError(f"{text!r} names no delegate; e.g. xnnpack,gpu")
+    return words
+
+
 def _delegates(args):
+    """The delegates asked for: --delegates, else what the deprecated flags mean."""
+    old = [flag for flag in _OLD_FLAGS if getattr(args, flag[2:])]
+    if old and args.delegates:
+        raise ValueError(f"pass --delegates alone, not with {' '.join(old)}")
+    if not old:
+        return args.delegates or ["xnnpack"]
     chosen = ([] if args.no_xnnpack else ["xnnpack"]) + ["gpu"] * args.use_gpu \
         + ["nnapi"] * args.use_nnapi
-    return chosen or ["none"]
+    chosen = chosen or ["none"]
+    print(f"android_bench: {' '.join(old)} is deprecated; use --delegates {','.join(chosen)}",
+          file=sys.stderr)
+    return chosen
 
 
 def _print_devices(devices):
@@ -79,11 +98,12 @@ def _describe(info):
 
 
 def _benchmark(args):
+    delegates = tuple(_delegates(args))
     from android_bench import output, runner  # imports TensorFlow: only when benchmarking
 
     results = runner.run(
         args.model, serial=args.serial, threads=tuple(args.threads),
-        delegates=tuple(_delegates(args)), taskset=args.taskset,
+        delegate=delegates, taskset=args.taskset,
         enable_op_profiling=args.enable_op_profiling, benchmark_binary=args.benchmark_binary,
         num_runs=args.num_runs, warmup_runs=args.warmup_runs, min_secs=args.min_secs,
         timeout_s=args.timeout_s, output_dir=args.output_dir, adb=args.adb)
@@ -104,12 +124,14 @@ def main(argv=None):
         return 2
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("android_bench: %(message)s"))
-    logger = logging.getLogger("android_bench")
+    logger = logging.getLogger("tfkd.bench")  # progress and warnings of the adb target
     logger.addHandler(handler)
+    level = logger.level
     logger.setLevel(logging.INFO)
     try:
         if args.list_devices:
-            _print_devices(adb_lib.list_devices(args.adb, timeout_s=args.timeout_s))
+            from tfkd.bench.targets import adb_client
+            _print_devices(adb_client.list_devices(args.adb, timeout_s=args.timeout_s))
         else:
             _benchmark(args)
         return 0
@@ -125,20 +147,21 @@ def main(argv=None):
         return code
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _exit_code(err):
     """2 for mistakes to fix before running, 1 for failures during the run, None otherwise."""
-    setup = (errors.AdbNotFound, errors.NoDevice, errors.MultipleDevices, errors.DeviceNotReady)
-    if isinstance(err, errors.AdbError):
-        return 2 if isinstance(err, setup) else 1
-    if "tfkd.bench.benchmark_tool" in sys.modules:  # else no benchmark ran to raise these
+    if "tfkd.bench" in sys.modules:  # else nothing ran that raises these
         from tfkd.bench.benchmark_tool import BenchmarkFailed, UnparseableOutput
         from tfkd.bench.fetch import BenchmarkToolUnavailable
-        if isinstance(err, (BenchmarkFailed, UnparseableOutput)):  # before ValueError: a subclass
-            return 1
-        if isinstance(err, BenchmarkToolUnavailable):
+        from tfkd.bench.targets import adb_errors as errors
+        setup = (errors.AdbNotFound, errors.NoDevice, errors.MultipleDevices,
+                 errors.DeviceNotReady, BenchmarkToolUnavailable)
+        if isinstance(err, setup):
             return 2
+        if isinstance(err, (errors.AdbError, BenchmarkFailed, UnparseableOutput)):
+            return 1  # UnparseableOutput before ValueError: a subclass
     return 2 if isinstance(err, (ValueError, FileNotFoundError)) else None
 
 

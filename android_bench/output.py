@@ -1,53 +1,10 @@
-"""Results on this machine: the JSON-lines file, the op-profiling CSVs, the printed table."""
+"""The printed table of `python -m android_bench` (results.jsonl is `tfkd.bench.results`)."""
 
 import os
-import shutil
-import tempfile
 
-from tfkd.bench.results import append_jsonl
+from tfkd.bench.results import RESULTS_FILE, publish_files, write_results
 
-RESULTS_FILE = "results.jsonl"
-
-
-def write_results(results, output_dir):
-    """Appends `results` to `output_dir/results.jsonl` as one atomic step; returns its path.
-
-    The file is rewritten into a temporary file (old lines, then these) that replaces it, so a
-    reader or a crash sees either none or all of this run's lines.
-    """
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, RESULTS_FILE)
-    fd, tmp = tempfile.mkstemp(prefix=f".{RESULTS_FILE}.", suffix=".part", dir=output_dir)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if os.path.exists(path):
-                with open(path, "rb") as old:
-                    shutil.copyfileobj(old, out)
-                    if old.tell() and not _ends_with_newline(old):
-                        out.write(b"\n")  # a hand-edited file: keep our first line whole
-                shutil.copymode(path, tmp)
-            else:
-                os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users
-        append_jsonl(results, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _ends_with_newline(f):
-    f.seek(-1, os.SEEK_END)
-    return f.read(1) == b"\n"
-
-
-def publish_files(staging, output_dir):
-    """Moves every file of `staging` into `output_dir`, then removes `staging`."""
-    os.makedirs(output_dir, exist_ok=True)
-    for name in sorted(os.listdir(staging)):
-        shutil.move(os.path.join(staging, name), os.path.join(output_dir, name))
-    shutil.rmtree(staging, ignore_errors=True)
+__all__ = ["RESULTS_FILE", "format_table", "publish_files", "write_results"]
 
 
 def format_table(results):

@@ -2,7 +2,7 @@
 
     python benchmarks/run.py --only input_pipeline   # ~40 s on a 2-core CPU
 
-The pipelines are what the recipes train on (`tfkd.recipes.common.load_data`): Fashion-MNIST
+The pipelines are what the recipes train on (`tfkd.recipes.inputs.load_data`): Fashion-MNIST
 at 28 px, batches of 128, 5,000 shuffled images; and the same split with cached teacher logits
 (`tfkd.TeacherCache.dataset`, full and top-3). It is timed an epoch at a time, alone, in
 images/s. The training steps are compiled `train_step`s on one batch already in memory, so
@@ -26,7 +26,7 @@ import kd_common
 import timing
 import tfkd
 from kd_common import BATCH as BATCH_SIZE, STUDENT, STUDENT_SIZE, TEACHER, TEACHER_SIZE
-from tfkd.recipes import common
+from tfkd.recipes import inputs
 
 TARGET = 3.0
 DATA_SIZE = 28  # the recipes' --data_size
@@ -48,7 +48,7 @@ def dataset_factories(limit):
 
     def recipe_resized():
         # Scratch runs resize in the pipeline rather than in the step (recipes/engine.py).
-        return common.resized(recipe_dataset(limit), STUDENT_SIZE)
+        return inputs.resized(recipe_dataset(limit), STUDENT_SIZE)
 
     def cached(top_k):
         def build():
@@ -67,7 +67,7 @@ def dataset_factories(limit):
 
 
 def recipe_dataset(limit):
-    """The training split as `tfkd.recipes.common.load_data` loads it with the defaults."""
+    """The training split as `tfkd.recipes.inputs.load_data` loads it with the defaults."""
     return tfkd.data.load("fashion_mnist", "train", image_size=DATA_SIZE,
                           batch_size=BATCH_SIZE, limit=limit, seed=0)
 
@@ -112,7 +112,7 @@ def step_fns(batch, steps_per_call):
 
 
 def _optimizer():
-    # As the recipes build it (common.optimizer); the schedule's length does not change a step.
+    # As the recipes build it (training.adam); the schedule's length does not change a step.
     return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, 1000))
 
 

@@ -53,7 +53,7 @@ def datasets(settings):
     train = load("train", settings["train_images"], BATCH_SIZE, seed=0)
     # Large batches: evaluation runs the Keras model eagerly, once per batch.
     test = load("test", settings["test_images"], 256)
-    # Unshuffled and separate from `train`, as in the recipes (common.calibration_split).
+    # Unshuffled and separate from `train`, as in the recipes (inputs.calibration_split).
     calibration = load("train", settings["calibration_images"], 256, shuffle=False)
     return train, test, calibration
 

@@ -1,4 +1,5 @@
-"""Tests for android_bench against tests/fake_adb/adb, a double of adb with a fake phone.
+"""Tests for android_bench and the adb target of tfkd.bench against tests/fake_adb/adb, a double
+of adb with a fake phone.
 
 The fake phone is a folder: /data/local/tmp and /sys of the device live under it, remote
 commands really run in /bin/sh, and the pushed "benchmark_model" is a shell script that prints
@@ -10,6 +11,7 @@ import os
 import pathlib
 import shlex
 import stat
+import subprocess
 import sys
 import textwrap
 import time
@@ -17,13 +19,15 @@ import time
 import pytest
 
 import android_bench
-from android_bench import adb as adb_lib
-from android_bench import device as device_lib
-from android_bench import runner
-from android_bench.__main__ import main
+from android_bench.__main__ import DELEGATE_WORDS, main
+from tfkd import bench
+from tfkd.bench import benchmark_tool
 from tfkd.bench.benchmark_tool import BenchmarkFailed
 from tfkd.bench.fetch import cache_path
 from tfkd.bench.results import read_jsonl
+from tfkd.bench.targets import adb as adb_target
+from tfkd.bench.targets import adb_client as adb_lib
+from tfkd.bench.targets import adb_device as device_lib
 
 FAKE_ADB_DIR = pathlib.Path(__file__).parent / "fake_adb"
 SERIAL = "R58M123ABC"
@@ -157,7 +161,7 @@ class Phone:
 
     def remote_runs(self):
         """What is left in /data/local/tmp/tfkd on the phone."""
-        folder = self.root / runner.REMOTE_ROOT.lstrip("/")
+        folder = self.root / adb_target.REMOTE_ROOT.lstrip("/")
         return sorted(os.listdir(folder)) if folder.exists() else []
 
     def run(self, **kwargs):
@@ -223,7 +227,7 @@ def test_results_are_appended_whole(phone, tmp_path):
 def test_output_dir_none_writes_nothing(phone, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "phone")
     before = set(os.listdir(tmp_path)) | {"bench_args.log"}
-    assert phone.run(delegates=("none", "gpu", "nnapi"))[2].delegate == "nnapi"
+    assert phone.run(delegate=("none", "gpu", "nnapi"))[2].delegate == "nnapi"
     assert set(os.listdir(tmp_path)) == before
     assert "runs" not in os.listdir(tmp_path / "phone")
     assert ["--use_xnnpack=false" in args for args in phone.bench_calls()] == [True] * 3
@@ -385,7 +389,7 @@ def test_tool_failure_removes_the_run_and_writes_nothing(phone, tmp_path, monkey
     monkeypatch.setenv("FAKE_BENCH_GPU_FAILS", "1")
     with pytest.raises(BenchmarkFailed, match="failed to apply the GPU delegate.*threads=1, "
                                               "delegate=gpu"):
-        phone.run(delegates=("xnnpack", "gpu"), output_dir=tmp_path / "out")
+        phone.run(delegate=("xnnpack", "gpu"), output_dir=tmp_path / "out")
     assert len(phone.bench_calls()) == 2  # xnnpack ran, gpu failed
     assert phone.remote_runs() == []
     assert not (tmp_path / "out").exists()
@@ -396,7 +400,9 @@ def test_failure_seen_when_adb_shell_always_exits_zero(phone, monkeypatch, exit_
     phone.save(exit_status=exit_status)  # False: old adbd, CRLF output, adb always exits 0
     assert phone.run()[0].mean_ms == 4.0
     monkeypatch.setenv("FAKE_BENCH_EXIT", "3")  # full, parseable output, then status 3
-    with pytest.raises(BenchmarkFailed, match="benchmark_model exited with status 3 on"):
+    with pytest.raises(BenchmarkFailed, match=r"benchmark_model failed \(on adb:"
+                                              f"{SERIAL}, threads=1, delegate=xnnpack, exit "
+                                              r"status 3\)"):
         phone.run()
     assert phone.remote_runs() == []
 
@@ -469,7 +475,7 @@ def test_keyboard_interrupt_cleans_up(phone, tmp_path, monkeypatch):
     def interrupted(text):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "parse", interrupted)
+    monkeypatch.setattr(benchmark_tool, "parse", interrupted)
     with pytest.raises(KeyboardInterrupt):
         phone.run(output_dir=tmp_path / "out")
     assert phone.remote_runs() == []
@@ -502,7 +508,8 @@ def test_model_name_is_quoted_not_run(phone, tmp_path):
     phone.model.write_bytes(b"model bytes")
     result, = phone.run()
     graph = next(a for a in phone.bench_calls()[0] if a.startswith("--graph="))
-    assert graph == f"--graph={phone.root}{result.extra['remote_dir']}/model/{name}"
+    # Copied under a fixed name: the local name never reaches the phone's shell.
+    assert graph == f"--graph={phone.root}{result.extra['remote_dir']}/model.tflite"
     assert result.model_path == str(phone.model)
     assert not (tmp_path / "REBOOTED").exists()
     assert not list(tmp_path.rglob("INJECTED"))
@@ -518,10 +525,12 @@ def test_hot_battery_is_warned_about(phone, monkeypatch, caplog):
 
 
 def test_bad_arguments_fail_before_adb(phone):
-    for kwargs, match in [({"delegates": ("tpu",)}, "unknown delegates"),
+    for kwargs, match in [({"delegate": ("tpu",)}, "unknown delegates \\['tpu'\\]; choose "
+                                                   "from xnnpack, gpu, nnapi, none"),
                           ({"num_runs": 0}, "num_runs must be an int >= 1"),
-                          ({"threads": (0,)}, "num_threads must be an int >= 1"),
-                          ({"timeout_s": 0}, "timeout_s must be a positive")]:
+                          ({"threads": (0,)}, "threads=\\(0,\\); pass positive integers"),
+                          ({"timeout_s": 0}, "timeout_s=0; pass a positive number"),
+                          ({"taskset": "f0; reboot"}, "hex CPU mask")]:
         with pytest.raises(ValueError, match=match):
             phone.run(**kwargs)
     with pytest.raises(FileNotFoundError, match="no model file"):
@@ -531,8 +540,9 @@ def test_bad_arguments_fail_before_adb(phone):
 
 def test_cli_happy_path(phone, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main([str(phone.model), "--threads", "1,2", "--use_gpu", "--benchmark_binary",
-                 str(phone.binary), "--num_runs", "10", "--output_dir", str(out)])
+    code = main([str(phone.model), "--threads", "1,2", "--delegates", "xnnpack,gpu",
+                 "--benchmark_binary", str(phone.binary), "--num_runs", "10",
+                 "--output_dir", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert f"{SERIAL}: samsung SM-G973F, Android 12 (SDK 31), arm64-v8a" in captured.out
@@ -557,7 +567,8 @@ def test_cli_run_failure_exits_1(phone, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_BENCH_EXIT", "3")
     assert main([str(phone.model), "--benchmark_binary", str(phone.binary),
                  "--output_dir", str(phone.tmp / "out")]) == 1
-    assert "exited with status 3" in capsys.readouterr().err
+    assert "benchmark_model failed (on adb:R58M123ABC, threads=1, delegate=xnnpack, exit " \
+        "status 3)" in capsys.readouterr().err
 
 
 def test_cli_list_devices(phone, capsys):
@@ -565,12 +576,87 @@ def test_cli_list_devices(phone, capsys):
     assert capsys.readouterr().out.startswith(f"{SERIAL}\tdevice\tusb:1-1 product:beyond1lte")
 
 
+def test_cli_deprecated_delegate_flags_still_work_with_a_one_line_notice(phone, tmp_path,
+                                                                          capsys):
+    out = tmp_path / "out"
+    code = main([str(phone.model), "--use_gpu", "--benchmark_binary", str(phone.binary),
+                 "--output_dir", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    notices = [line for line in err.splitlines() if "deprecated" in line]
+    assert notices == ["android_bench: --use_gpu is deprecated; use --delegates xnnpack,gpu"]
+    assert [r.delegate for r in read_jsonl(out / "results.jsonl")] == ["xnnpack", "gpu"]
+    assert main([str(phone.model), "--no_xnnpack", "--delegates", "gpu"]) == 2
+    assert "pass --delegates alone, not with --no_xnnpack" in capsys.readouterr().err
+
+
+def test_cli_bad_delegate_exits_2_with_the_names(phone, capsys):
+    assert main([str(phone.model), "--delegates", "xnnpack,tpu"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown delegates ['tpu']; choose from xnnpack, gpu, nnapi, none" in err
+    assert phone.calls() == []
+
+
+def test_cli_help_names_the_delegates_of_tfkd_bench(capsys):
+    assert DELEGATE_WORDS == bench.DELEGATES
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert f"from {', '.join(bench.DELEGATES)}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_run_delegates_keyword_is_deprecated_and_gives_the_same_results(phone):
+    with pytest.warns(DeprecationWarning, match=r"android_bench.run\(delegates=...\) is "
+                                                "deprecated; pass delegate="):
+        old = phone.run(delegates=("xnnpack", "gpu"))
+    new = phone.run(delegate=("xnnpack", "gpu"))
+    settings = [[(r.threads, r.delegate, r.mean_ms) for r in results] for results in (old, new)]
+    assert settings[0] == settings[1] == [(1, "xnnpack", 4.0), (1, "gpu", 4.0)]
+    flags = [[a for a in args if not a.startswith("--graph=")] for args in phone.bench_calls()]
+    assert flags[:2] == flags[2:] and flags[0] != flags[1]
+
+
 def test_tfkd_bench_run_reaches_the_phone(phone):
-    """tfkd.bench.run(target="adb:SERIAL") and target="adb" go through android_bench."""
-    from tfkd import bench
+    """tfkd.bench.run(target="adb:SERIAL") and target="adb" use the adb target directly."""
     for target in (f"adb:{SERIAL}", "adb"):
         results = bench.run(str(phone.model), target, threads=(1, 4), num_runs=20,
-                            benchmark_binary=str(phone.binary), delegates=("xnnpack",))
+                            benchmark_binary=str(phone.binary), delegate="xnnpack")
         assert [(r.target, r.threads, r.mean_ms) for r in results] == [
             (f"adb:{SERIAL}", 1, 4.0), (f"adb:{SERIAL}", 4, 1.0)]
         assert phone.remote_runs() == []
+
+
+@pytest.mark.parametrize("delegate, flags", [
+    ("xnnpack", ["--use_xnnpack=true"]), ("gpu", ["--use_gpu=true", "--use_xnnpack=false"]),
+    ("nnapi", ["--use_nnapi=true", "--use_xnnpack=false"]), ("none", ["--use_xnnpack=false"])])
+def test_each_delegate_word_reaches_the_phone_as_the_tools_flags(phone, delegate, flags):
+    result, = bench.run(str(phone.model), "adb", threads=2, delegate=delegate,
+                        benchmark_binary=str(phone.binary))
+    args = phone.bench_calls()[0]
+    assert [a for a in args if a.startswith("--use_")] == flags
+    assert result.delegate == delegate and result.extra["argv"][2:] == args[1:]  # after --graph
+
+
+def test_the_adb_target_runs_every_delegate_and_only_benchmark_model(phone):
+    with pytest.raises(ValueError, match="tool='litert' cannot run on target 'adb'; choose one "
+                                         "of \\('benchmark_model',\\)"):
+        bench.run(str(phone.model), "adb", tool="litert")
+    with pytest.raises(ValueError, match="takes no settings \\['python'\\]"):
+        bench.run(str(phone.model), "adb", python="python3")
+    assert phone.calls() == []
+
+
+def test_public_names_are_tfkd_benchs_own_objects():
+    from tfkd.bench.targets import adb_errors
+    for name in ("AdbError", "AdbNotFound", "AdbTimeout", "DeviceLost", "DeviceNotReady",
+                 "MultipleDevices", "NoDevice", "NotExecutable", "RemoteCommandFailed"):
+        assert getattr(android_bench, name) is getattr(adb_errors, name)
+    assert android_bench.Device is adb_lib.Device
+    assert android_bench.list_devices is adb_lib.list_devices
+    assert android_bench.run.__module__ == "android_bench.runner"
+    assert set(android_bench.__all__) >= {"run", "list_devices", "Device", "format_table"}
+
+
+def test_importing_android_bench_loads_no_tensorflow():
+    """`import android_bench` stays instant: its names load on first use."""
+    code = "import sys, android_bench; assert 'tfkd' not in sys.modules, sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -7,6 +7,7 @@ TensorFlow and no real benchmark_model are needed.
 
 import json
 import os
+import re
 import stat
 import sys
 import textwrap
@@ -428,14 +429,29 @@ def test_build_args_defaults():
 
 def test_build_args_everything():
     args = build_args("/my models/m.tflite", num_threads=4, num_runs=100, warmup_runs=0,
-                      min_secs=2.5, use_xnnpack=False, use_gpu=True, use_nnapi=True,
-                      enable_op_profiling=True, profiling_output_csv_file="/tmp/ops.csv",
+                      min_secs=2.5, delegate="gpu", enable_op_profiling=True,
+                      profiling_output_csv_file="/tmp/ops.csv",
                       report_peak_memory_footprint=False, extra_args=["--max_secs=60"])
     assert args == [
         "--graph=/my models/m.tflite", "--num_threads=4", "--num_runs=100", "--warmup_runs=0",
-        "--warmup_min_secs=0", "--min_secs=2.5", "--use_gpu=true", "--use_nnapi=true",
-        "--use_xnnpack=false", "--enable_op_profiling=true",
-        "--profiling_output_csv_file=/tmp/ops.csv", "--max_secs=60"]
+        "--warmup_min_secs=0", "--min_secs=2.5", "--use_gpu=true", "--use_xnnpack=false",
+        "--enable_op_profiling=true", "--profiling_output_csv_file=/tmp/ops.csv",
+        "--max_secs=60"]
+
+
+def test_build_args_old_delegate_flags_still_give_their_old_args_with_a_warning():
+    with pytest.warns(DeprecationWarning, match=r"build_args\(use_xnnpack=False, use_gpu=True, "
+                                                r"use_nnapi=True\) is deprecated; pass "
+                                                "delegate= one of xnnpack, gpu, nnapi, none"):
+        args = build_args("/m.tflite", num_threads=1, use_xnnpack=False, use_gpu=True,
+                          use_nnapi=True)
+    assert [a for a in args if a.startswith("--use_")] == [
+        "--use_gpu=true", "--use_nnapi=true", "--use_xnnpack=false"]
+    with pytest.warns(DeprecationWarning):
+        assert build_args("/m.tflite", num_threads=1, use_xnnpack=False) == \
+            build_args("/m.tflite", num_threads=1, delegate="none")
+    with pytest.raises(ValueError, match="pass delegate= alone, not with \\['use_gpu'\\]"):
+        build_args("/m.tflite", num_threads=1, delegate="gpu", use_gpu=True)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -453,6 +469,7 @@ def test_build_args_everything():
     (dict(num_threads=1, extra_args=["max_secs=1"]), r"each must be a '--flag=value' string"),
     (dict(num_threads=1, extra_args=["--num_threads=8"]),
      r"extra_args sets --num_threads, which build_args already sets; pass it as num_threads="),
+    (dict(num_threads=1, delegate="cpu"), r"unknown delegates \['cpu'\]; choose from xnnpack"),
 ])
 def test_build_args_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -516,7 +533,7 @@ def test_run_records_the_op_profiling_csv(tmp_path, model):
             "        pathlib.Path(csv[0]).write_text('node type, first, avg_ms\\n')")
     tool = fake_tool(tmp_path, CURRENT, body=body)
     csv = str(tmp_path / "ops.csv")
-    r = run(tool, model, num_threads=1, use_xnnpack=False, enable_op_profiling=True,
+    r = run(tool, model, num_threads=1, delegate="none", enable_op_profiling=True,
             profiling_output_csv_file=csv)
     assert r.extra["op_profile_csv"] == csv
     assert r.delegate == "none"  # as asked; the canned output claims XNNPACK, which is kept apart
@@ -572,3 +589,26 @@ def test_run_missing_model_and_bad_settings(tmp_path):
     with pytest.raises(ValueError, match="num_threads must be an int >= 1"):
         run(tool, tmp_path / "missing.tflite", num_threads=0)
     assert not (tmp_path / "argv.json").exists()  # nothing was run
+
+
+@pytest.mark.parametrize("status, context, message", [
+    (3, "", r"^benchmark_model failed \(exit status 3\)$"),
+    (137, "on adb:X, threads=2, delegate=gpu",
+     r"^benchmark_model failed \(on adb:X, threads=2, delegate=gpu, killed by SIGKILL \(out of "
+     r"memory\?\)\)$"),
+    (139, "", r"killed by SIGSEGV\)$"),
+])
+def test_check_output_says_where_and_how_the_tool_ended(status, context, message):
+    with pytest.raises(BenchmarkFailed) as err:
+        benchmark_tool.check_output(status, CURRENT, context)
+    assert re.search(message, err.value.reason), err.value.reason
+
+
+def test_check_output_names_the_failure_with_where_it_ran():
+    with pytest.raises(BenchmarkFailed, match=r"custom op Landmarks2TransformMatrix.* \(on "
+                                              r"ssh:pi@board, threads=1, delegate=xnnpack, "
+                                              r"exit status 1\)"):
+        benchmark_tool.check_output(1, CUSTOM_OP, "on ssh:pi@board, threads=1, delegate=xnnpack")
+    assert benchmark_tool.check_output(0, CURRENT).mean_ms == pytest.approx(1.23145)
+    with pytest.raises(UnparseableOutput):
+        benchmark_tool.check_output(0, "INFO: STARTING!\n")

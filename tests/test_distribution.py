@@ -7,16 +7,15 @@ import shutil
 import socket
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import app
 
 import tfkd
 from tfkd import report
-from tfkd.recipes import distributed, engine
+from tfkd.recipes import distributed, engine, student_size
+from tfkd.recipes.config import ConfigError, StudyConfig
 from tfkd.report.__main__ import main as report_main
 from tests import distributed_worker
 from tests.helpers import batch
@@ -121,22 +120,22 @@ def test_unknown_strategy_and_bad_tf_config_say_what_to_pass(monkeypatch):
                                        "task": {"type": "worker", "index": 2}})})
     # Through the recipes' flag: a usage error, before any training.
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(app.UsageError, match="--strategy=multi_worker needs the TF_CONFIG"):
-        distributed.strategy(types.SimpleNamespace(strategy="multi_worker"))
+    with pytest.raises(ConfigError, match="--strategy=multi_worker needs the TF_CONFIG"):
+        distributed.strategy("multi_worker")
 
 
 def test_tpu_strategy_without_a_tpu_is_a_clear_error():
     if tf.config.list_physical_devices("TPU"):
         pytest.skip("this machine has a TPU")
-    with pytest.raises(app.UsageError, match=r"--strategy=tpu found no TPU \(TPU 'local': "
+    with pytest.raises(ConfigError, match=r"--strategy=tpu found no TPU \(TPU 'local': "
                                              r"TPUs not found in the cluster\); run on a Cloud "
                                              r"TPU VM, or set TPU_NAME"):
-        distributed.strategy(types.SimpleNamespace(strategy="tpu"))
+        distributed.strategy("tpu")
 
 
 def test_only_the_chief_worker_writes_to_the_output_dir(monkeypatch):
     cluster = {"worker": ["a:1", "b:1"]}
-    cfg = types.SimpleNamespace(strategy="multi_worker", output_dir="runs")
+    cfg = StudyConfig(strategy="multi_worker", output_dir="runs")
     for index, root in ((0, "runs"), (1, os.path.join("runs", "workers", "worker-1"))):
         monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {
             "type": "worker", "index": index}}))
@@ -144,18 +143,20 @@ def test_only_the_chief_worker_writes_to_the_output_dir(monkeypatch):
     with_chief = {"cluster": {"chief": ["c:1"], **cluster}, "task": {"type": "worker",
                                                                      "index": 0}}
     assert not tfkd.distribute.is_chief(with_chief)
-    assert distributed.output_root(types.SimpleNamespace(strategy="default", output_dir="x")) == "x"
+    assert distributed.output_root(StudyConfig(output_dir="x")) == "x"
 
 
 def test_settings_that_cannot_work_distributed_are_refused():
-    with pytest.raises(app.UsageError, match="--budget_s cannot be used with "
-                                             "--strategy=multi_worker"):
-        distributed.start_strategy(types.SimpleNamespace(strategy="multi_worker", budget_s=60.0,
-                                                     batch_size=64))
-    with pytest.raises(app.UsageError, match="--batch_size=63 does not split evenly across the "
-                                             "2 replicas of --strategy=mirrored; pass a "
-                                             "multiple of 2, e.g. --batch_size=64"):
-        distributed.start_strategy(types.SimpleNamespace(strategy="mirrored", batch_size=63))
+    with pytest.raises(ConfigError, match="budget_s cannot be used with strategy=multi_worker") \
+            as refused:
+        distributed.start_strategy(student_size.Config(strategy="multi_worker", budget_s=60.0,
+                                                       batch_size=64))
+    assert "--budget_s cannot be used with --strategy=multi_worker" in refused.value.as_flags()
+    with pytest.raises(ConfigError) as refused:
+        distributed.start_strategy(StudyConfig(strategy="mirrored", batch_size=63))
+    assert refused.value.as_flags() == ("--batch_size=63 does not split evenly across the 2 "
+                                        "replicas of --strategy=mirrored; pass a multiple of 2, "
+                                        "e.g. --batch_size=64")
 
 
 def _finetune_plan(seeds=(0, 1, 2)):
@@ -175,10 +176,10 @@ def _finetune_plan(seeds=(0, 1, 2)):
 @pytest.mark.parametrize("num_shards", [1, 2, 3, 4, 13])
 def test_shards_are_disjoint_cover_every_run_and_keep_dependent_runs_together(num_shards):
     runs = _finetune_plan()
-    shards = [engine.shard_runs(runs, i, num_shards) for i in range(num_shards)]
+    shards = [distributed.shard_runs(runs, i, num_shards) for i in range(num_shards)]
     ids = [spec.run_id for shard in shards for spec in shard]
     assert sorted(ids) == sorted(spec.run_id for spec in runs)  # each run exactly once
-    assert shards == [engine.shard_runs(runs, i, num_shards) for i in range(num_shards)]
+    assert shards == [distributed.shard_runs(runs, i, num_shards) for i in range(num_shards)]
     for shard in shards:
         mine = {spec.run_id for spec in shard}
         for spec in shard:
@@ -191,12 +192,12 @@ def test_shards_are_disjoint_cover_every_run_and_keep_dependent_runs_together(nu
 
 def test_bad_shard_flags_say_what_to_pass():
     for index, count in ((2, 2), (-1, 2), (0, 0)):
-        with pytest.raises(app.UsageError, match=rf"--shard_index={index} --num_shards={count}: "
-                                                 r"pass --num_shards=N \(N >= 1, the number of "
-                                                 r"machines\) and a different --shard_index from "
-                                                 r"0 to N-1 on each"):
-            distributed.check_shards(types.SimpleNamespace(shard_index=index, num_shards=count))
-    distributed.check_shards(types.SimpleNamespace(shard_index=1, num_shards=2))
+        with pytest.raises(ConfigError) as refused:
+            StudyConfig(shard_index=index, num_shards=count).check()
+        assert refused.value.as_flags().startswith(
+            f"--shard_index={index} --num_shards={count}: pass --num_shards=N (N >= 1, the "
+            "number of machines) and a different --shard_index from 0 to N-1 on each")
+    StudyConfig(shard_index=1, num_shards=2).check()
 
 
 def _start_shard(out, index, *flags, two_cpus=False):

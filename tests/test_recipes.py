@@ -1,16 +1,22 @@
 """The study recipes end to end on tiny real Fashion-MNIST subsets (plumbing, not accuracy)."""
 
+import dataclasses
+import importlib
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
 import pytest
+from absl import flags
 
 import tfkd
+from tfkd.recipes import cli, engine, modes, resolution_sweep
+from tfkd.recipes.config import PRESENTATION, ConfigError
 
-RECIPES = pathlib.Path(tfkd.__file__).parent / "recipes"
+FLAG_FILES = pathlib.Path(__file__).parent.parent / "recipes"
 TINY = ["--data_size=16", "--limit=512", "--teacher_limit=512", "--test_limit=256",
         "--batch_size=64", "--teacher_epochs=1", "--epochs=1", "--quantization=none"]
 
@@ -81,17 +87,91 @@ def test_train_teacher_saves_a_teacher_that_loads(tmp_path):
     assert "reusing" in again
 
 
-@pytest.mark.parametrize("name", ["arch_pairing", "finetune_after_kd", "resolution_sweep",
-                                  "student_size", "train_teacher"])
-def test_every_recipe_documents_its_flags_and_ships_its_flag_files(name):
+NAMES = ["arch_pairing", "finetune_after_kd", "resolution_sweep", "student_size", "train_teacher"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_recipe_documents_its_flags(name):
     done = subprocess.run([sys.executable, "-m", f"tfkd.recipes.{name}", "--helpfull"],
                           capture_output=True, text=True, timeout=120)
     assert "--seeds: Seeds; every run is repeated once per seed" in done.stdout
     assert "--targets: Where to time each exported student" in done.stdout
-    for kind in ("quick", "paper"):
-        lines = (RECIPES / kind / f"{name}.flags").read_text().splitlines()
-        assert lines[0].startswith("# ")  # what it is, and for paper runs the expected runtime
-        names = [line[2:].split("=", 1)[0] for line in lines if line.startswith("--")]
-        unknown = [n for n in names
-                   if f"--{n}:" not in done.stdout and f"--[no]{n}:" not in done.stdout]
-        assert names and not unknown, (kind, unknown)
+    assert "--delegates: Delegates to time each exported student with" in done.stdout
+    assert done.stdout.startswith(f"{importlib.import_module(f'tfkd.recipes.{name}').__doc__}"
+                                  .split("\n")[0])
+
+
+def parse_flag_file(name, path):
+    """The recipe's Config as its command line would build it from `--flagfile=path`."""
+    config_class = importlib.import_module(f"tfkd.recipes.{name}").Config
+    flag_values = flags.FlagValues()
+    cli.define_flags(config_class, flag_values)
+    flag_values(["recipe", f"--flagfile={path}"])
+    return cli.config_from_flags(config_class, flag_values)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quick_flag_files_spell_out_every_code_default(name):
+    path = FLAG_FILES / "quick" / f"{name}.flags"
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("# ") and any(line.startswith("# Runtime") for line in lines)
+    assert any(line.startswith("# Numbers") for line in lines)
+    config = parse_flag_file(name, path)
+    assert config == type(config)()  # equal to the code defaults: they cannot drift apart
+    named = {line[2:].split("=", 1)[0] for line in lines if line.startswith("--")}
+    fields = {f.name for f in dataclasses.fields(config)} - set(PRESENTATION)
+    assert named == fields, "a quick file names every setting that changes the study"
+    config.check()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_paper_flag_files_parse_and_pass_the_checks(name):
+    path = FLAG_FILES / "paper" / f"{name}.flags"
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("# ") and any("Expected runtime" in line for line in lines)
+    config = parse_flag_file(name, path)
+    assert config.dataset == "tfds:cifar100" and config != type(config)()
+    config.check()
+
+
+def test_a_study_run_from_python_is_the_one_the_command_line_resumes(tmp_path):
+    config = resolution_sweep.Config(
+        teacher="convnet_s", teacher_size=16, data_size=16, student="convnet_s",
+        resolutions=(8,), limit=256, teacher_limit=256, test_limit=128, batch_size=64,
+        epochs=1, teacher_epochs=1, quantization="none", output_dir=str(tmp_path), verbose=0)
+    rows = resolution_sweep.run(config)
+    study = tmp_path / "resolution_sweep" / "default"
+    assert [r["run_id"] for r in rows] == ["convnet_s-r8-kd-s0", "convnet_s-r8-scratch-s0"]
+    assert rows == [metrics(study)[r["run_id"]] for r in rows]
+    assert (study / "report.md").exists()
+    written = json.loads((study / "config.json").read_text())["flags"]
+    assert written["resolutions"] == ["8"] and written["delegates"] == ["xnnpack"]
+    command = [sys.executable, "-m", "tfkd.recipes.resolution_sweep", "--teacher=convnet_s",
+               "--teacher_size=16", "--data_size=16", "--student=convnet_s", "--resolutions=8",
+               "--limit=256", "--teacher_limit=256", "--test_limit=128", "--batch_size=64",
+               "--epochs=1", "--teacher_epochs=1", "--quantization=none",
+               f"--output_dir={tmp_path}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("skipped, already complete") == 2 and "reusing" in done.stdout
+
+
+def test_a_bad_python_config_raises_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match=r"^epochs=0; pass at least 1$"):
+        resolution_sweep.run(resolution_sweep.Config(epochs=0, output_dir=str(tmp_path)))
+    assert not os.listdir(tmp_path)
+
+
+def test_flags_are_read_in_the_command_line_module_only():
+    package = pathlib.Path(tfkd.__file__).parent
+    readers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                     if re.search(r"\bFLAGS\b", p.read_text()))
+    assert readers == ["recipes/cli.py"]
+
+
+def test_run_modes_come_from_one_table():
+    assert modes.SHIPPED == ("kd", "kd+ft")
+    assert [modes.order(m) for m in ("scratch", "kd", "kd+ft", "kd-stage", "new")] == [0, 1, 2,
+                                                                                      3, 4]
+    with pytest.raises(ValueError, match=r"unknown run mode 'kd\+qat'; choose one of"):
+        engine.RunSpec(student="convnet_s", resolution=16, mode="kd+qat", seed=0, epochs=1)

@@ -7,13 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-import types
 
 import pytest
-from absl import app
 
 import tfkd
-from tfkd.recipes import common
+from tfkd.recipes import arch_pairing, resolution_sweep
+from tfkd.recipes.config import ConfigError
 
 TINY = ["--teacher=convnet_s", "--teacher_size=16", "--data_size=16", "--student=convnet_s",
         "--resolutions=8,12", "--limit=512", "--teacher_limit=512", "--test_limit=256",
@@ -129,29 +128,52 @@ def test_a_sweep_killed_mid_training_finishes_with_every_run_once(tmp_path):
     assert not [p for p in study.rglob("*.tmp*")]  # no half-written file left anywhere
 
 
-def test_bad_flags_are_refused_before_any_training():
-    with pytest.raises(app.UsageError, match="--resolutions must be comma-separated integers, "
-                                             "got '32,4x'; e.g. --resolutions=32,48,64"):
-        common.parse_sizes(["32", "4x"], "mobilenetv3_small", "--resolutions")
-    with pytest.raises(app.UsageError, match=r"mobilenetv3_small needs sides of at least 32; "
-                                             r"drop \[16\]"):
-        common.parse_sizes(["16", "32"], "mobilenetv3_small", "--resolutions")
-    assert common.parse_sizes(["32", "48"], "mobilenetv3_small", "--resolutions") == [32, 48]
-    with pytest.raises(app.UsageError, match=r"--seeds must be comma-separated integers >= 0, "
-                                             r"got 'a'; e.g. --seeds=0,1,2"):
-        common.parse_ints(["a"], "--seeds", "0,1,2")
-    with pytest.raises(app.UsageError, match=r"unknown model\(s\) \['mobilenet_v9'\]"):
-        common.check_models("mobilenet_v9")
+def refused(config):
+    """(the message a Python user sees, the one the command line prints) for a bad config."""
+    with pytest.raises(ConfigError) as error:
+        config.check()
+    return str(error.value), error.value.as_flags()
+
+
+def test_bad_settings_are_refused_before_any_training_with_what_to_pass():
+    python, flags = refused(resolution_sweep.Config(resolutions=(32, "4x")))
+    assert flags == ("--resolutions must be comma-separated integers, got '32,4x'; e.g. "
+                     "--resolutions=32,48,64")
+    assert python.startswith("resolutions must be comma-separated integers, got '32,4x'")
+    _, flags = refused(resolution_sweep.Config(resolutions=(16, 32)))
+    assert flags == ("--resolutions=16,32: mobilenetv3_small needs sides of at least 32; drop "
+                     "[16] or pick another model.")
+    _, flags = refused(resolution_sweep.Config(seeds=("a",)))
+    assert flags == "--seeds must be comma-separated integers >= 0, got 'a'; e.g. --seeds=0,1,2"
+    _, flags = refused(resolution_sweep.Config(student="mobilenet_v9"))
+    assert flags.startswith("unknown model(s) ['mobilenet_v9']; choose from [")
+    _, flags = refused(resolution_sweep.Config(delegates=("xnnpack", "npu")))
+    assert flags == ("--delegates=xnnpack,npu: unknown delegate(s) ['npu']; choose from "
+                     "xnnpack, gpu, nnapi, none")
+    _, flags = refused(resolution_sweep.Config(quantization="int4"))
+    assert flags.startswith("--quantization='int4'; choose one of ")
+    resolution_sweep.Config(resolutions=(32, 48)).check()
 
 
 def test_zero_counts_and_empty_model_lists_are_refused():
-    cfg = types.SimpleNamespace(epochs=3, teacher_epochs=3, batch_size=128)
-    common.check_counts(cfg, ("--students", ["convnet_s"]))
-    with pytest.raises(app.UsageError, match="--students is empty; name at least one model"):
-        common.check_counts(cfg, ("--students", []))
-    cfg.epochs = 0
-    with pytest.raises(app.UsageError, match="--epochs=0; pass at least 1"):
-        common.check_counts(cfg)
+    for name in ("epochs", "teacher_epochs", "batch_size"):
+        python, flags = refused(resolution_sweep.Config(**{name: 0}))
+        assert (python, flags) == (f"{name}=0; pass at least 1", f"--{name}=0; pass at least 1")
+    _, flags = refused(arch_pairing.Config(students=()))
+    assert flags.startswith("--students is empty; name at least one model")
+
+
+def test_a_python_config_accepts_lists_and_single_values():
+    config = resolution_sweep.Config(resolutions=[32, 48], seeds=1, targets="local")
+    assert (config.resolutions, config.seeds, config.targets) == ((32, 48), (1,), ("local",))
+
+
+def test_bad_flags_print_a_usage_error_naming_the_flag(tmp_path):
+    done = sweep(tmp_path, "--resolutions=8,4x")
+    assert done.returncode != 0
+    assert "--resolutions must be comma-separated integers, got '8,4x'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "resolution_sweep").exists()
 
 
 def test_a_bad_target_is_refused_before_training(tmp_path):

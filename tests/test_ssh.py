@@ -1,6 +1,7 @@
-"""tfkd.bench.ssh against a real OpenSSH server on 127.0.0.1 (tests/sshd.py): this machine is the
-"board". The python method runs the real runner with the venv's Python; benchmark_model is a
-stand-in shell script that prints what the real tool prints and records the argv it got.
+"""The ssh target of tfkd.bench against a real OpenSSH server on 127.0.0.1 (tests/sshd.py): this
+machine is the "board". Tool "litert" runs the real runner with the venv's Python;
+benchmark_model is a stand-in shell script that prints what the real tool prints and records the
+argv it got.
 """
 
 import ast
@@ -19,10 +20,13 @@ import pytest
 
 from tests import sshd
 from tests.helpers import tiny_cnn
+from tfkd import bench as tfkd_bench
 from tfkd import export
-from tfkd.bench import (benchmark_tool, fetch, remote_runner, ssh, ssh_connection,
-                        ssh_device)
+from tfkd.bench import benchmark_tool, fetch, remote_runner, ssh
 from tfkd.bench.benchmark_tool import BenchmarkFailed
+from tfkd.bench.results import read_jsonl
+from tfkd.bench.targets import ssh as ssh_target
+from tfkd.bench.targets import ssh_connection, ssh_device
 
 INJECTED = "INJECTED"
 NASTY_NAME = f"my model $(touch {INJECTED}).tflite"
@@ -103,8 +107,10 @@ def stand_in(folder, body=GOOD_OUTPUT, name="benchmark_model"):
 
 
 def bench(server, model, **kwargs):
-    kwargs = {**server.client_options(), "timeout_s": 30, **kwargs}
-    return ssh.run(model, kwargs.pop("target", server.target()), **kwargs)
+    """tfkd.bench.run on the test board; tool "benchmark_model" unless told."""
+    kwargs = {**server.client_options(), "timeout_s": 30, "tool": "benchmark_model",
+              "threads": (1,), **kwargs}
+    return tfkd_bench.run(model, kwargs.pop("target", server.target()), **kwargs)
 
 
 # --- parse_target -------------------------------------------------------------------------
@@ -151,14 +157,14 @@ def test_ipv6_hosts_are_bracketed_for_scp_only():
         ["--", "/m", "[::1]:/tmp/tfkd-abcdef/"]
 
 
-# --- the python method, for real ----------------------------------------------------------
+# --- tool "litert" (the runner script), for real -------------------------------------------
 
-def test_python_method_times_the_model_on_the_board(server, model, run_dirs):
-    results = bench(server, model, method="python", threads=(1, 2), num_runs=20,
+def test_litert_runner_times_the_model_on_the_board(server, model, run_dirs):
+    results = bench(server, model, tool="litert", threads=(1, 2), num_runs=20,
                     warmup_runs=3, python=sys.executable)
     assert [r.threads for r in results] == [1, 2]
     for r in results:
-        assert (r.tool, r.target, r.model_path) == ("python", server.target(), model)
+        assert (r.tool, r.target, r.model_path) == ("litert", server.target(), model)
         assert (r.runtime, r.delegate, r.count) == ("ai_edge_litert", "xnnpack", 20)
         assert r.runtime_version == remote_runner.find_runtime()[1]
         assert 0 < r.min_ms <= r.p5_ms <= r.median_ms <= r.p95_ms <= r.max_ms
@@ -175,8 +181,8 @@ def test_python_method_times_the_model_on_the_board(server, model, run_dirs):
     assert not os.path.exists(results[0].extra["remote_dir"])
 
 
-def test_python_method_without_xnnpack_and_with_min_secs(server, model, run_dirs):
-    (r,) = bench(server, model, method="python", use_xnnpack=False, num_runs=2, min_secs=0.2,
+def test_litert_runner_without_xnnpack_and_with_min_secs(server, model, run_dirs):
+    (r,) = bench(server, model, tool="litert", delegate="none", num_runs=2, min_secs=0.2,
                  warmup_runs=0, python=sys.executable)
     assert r.delegate == "none" and r.count >= 2 and r.warmup_ms is None
     assert "--no-xnnpack" in r.extra["argv"] and "--min-secs" in r.extra["argv"]
@@ -184,17 +190,17 @@ def test_python_method_without_xnnpack_and_with_min_secs(server, model, run_dirs
 
 def test_missing_python_on_the_board_says_what_to_install(server, model, run_dirs):
     with pytest.raises(ssh.RemoteCommandFailed, match="no-such-python was not found on "
-                       "127.0.0.1: install Python 3 there"):
-        bench(server, model, method="python", python="no-such-python")
+                       f"{server.target()}: install Python 3 there"):
+        bench(server, model, tool="litert", python="no-such-python")
 
 
 def test_a_board_python_without_numpy_says_what_to_install(server, model, tmp_path, run_dirs):
     bare = tmp_path / "bare-python"  # no site-packages: the stdlib only, as on a fresh board
     bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
     bare.chmod(0o755)
-    with pytest.raises(BenchmarkFailed, match=f"the python runner failed on 127.0.0.1 with "
-                       f"{bare}: numpy is not installed .*: pip install ai-edge-litert"):
-        bench(server, model, method="python", python=str(bare))
+    with pytest.raises(BenchmarkFailed, match=f"the python runner failed on {server.target()} "
+                       f"with {bare}: numpy is not installed .*: pip install ai-edge-litert"):
+        bench(server, model, tool="litert", python=str(bare))
 
 
 # --- the runner on its own ----------------------------------------------------------------
@@ -272,9 +278,9 @@ def test_runner_is_standalone_python37():
     assert not any(isinstance(node, ast.JoinedStr) for node in ast.walk(tree))  # no f-strings
 
 
-# --- the benchmark_model method with a stand-in tool --------------------------------------
+# --- tool "benchmark_model" with a stand-in tool -------------------------------------------
 
-def test_benchmark_model_method_pushes_runs_and_parses(server, model, tmp_path, run_dirs):
+def test_benchmark_model_pushes_runs_and_parses(server, model, tmp_path, run_dirs):
     binary, record = stand_in(tmp_path)
     results = bench(server, model, threads=(1, 2), benchmark_binary=binary, num_runs=30)
     argv = pathlib.Path(f"{record}.argv").read_text().splitlines()
@@ -290,7 +296,8 @@ def test_benchmark_model_method_pushes_runs_and_parses(server, model, tmp_path, 
                                                                        30, 5)
         assert (r.count, r.mean_ms, r.median_ms, r.init_ms) == (3210, 0.3055, 0.3, 3.1)
         assert (r.first_ms, r.warmup_ms, r.peak_memory_mb) == (0.812, 0.4022, 9.75)
-        assert r.extra["binary"] == str(binary) and r.extra["delegation"] == {"xnnpack": "full"}
+        assert r.extra["benchmark_binary"] == str(binary)
+        assert r.extra["delegation"] == {"xnnpack": "full"}
         assert r.device["machine"] == os.uname().machine
 
 
@@ -307,7 +314,7 @@ def test_the_binary_is_chosen_by_uname_from_the_fetch_cache(server, model, tmp_p
                "size": cached.stat().st_size, "downloaded_at": None}
     cached.with_name("benchmark_model.json").write_text(json.dumps(sidecar))
     (r,) = bench(server, model)
-    assert r.extra["binary"] == str(cached) and r.extra["platform"] == platform
+    assert r.extra["benchmark_binary"] == str(cached) and r.extra["platform"] == platform
     assert pathlib.Path(f"{record}.argv").exists() and r.mean_ms == 0.3055
 
 
@@ -325,13 +332,8 @@ def test_a_binary_for_another_cpu_fails_clearly(server, model, tmp_path, monkeyp
 @pytest.mark.parametrize("machine, bits, platform", [
     ("x86_64", 64, "linux_x86-64"), ("aarch64", 64, "linux_aarch64"),
     ("aarch64", 32, "linux_arm"), ("armv7l", 32, "linux_arm")])
-def test_platform_follows_uname_and_userland(machine, bits, platform, tmp_path, monkeypatch):
-    monkeypatch.setenv(fetch.CACHE_DIR_ENV, str(tmp_path))
-    for name in ("linux_x86-64", "linux_aarch64", "linux_arm"):
-        fetch.cache_path(name).parent.mkdir(parents=True)
-        fetch.cache_path(name).write_bytes(b"\x7fELF" + name.encode())
-    device = {"machine": machine, "userland_bits": bits}
-    assert ssh._choose_binary(device, None) == (str(fetch.cache_path(platform)), platform)
+def test_platform_follows_uname_and_userland(machine, bits, platform):
+    assert ssh_target.platform_for({"machine": machine, "userland_bits": bits}) == platform
 
 
 def test_a_failing_tool_raises_and_cleans_up(server, model, tmp_path, run_dirs):
@@ -407,7 +409,7 @@ def test_names_with_shell_syntax_run_as_names(server, model, tmp_path, monkeypat
     python.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
     python.chmod(0o755)
     binary, record = stand_in(tmp_path, name=f"bm $(touch {INJECTED}4)")
-    (a,) = bench(server, str(nasty), method="python", python=str(python), num_runs=3)
+    (a,) = bench(server, str(nasty), tool="litert", python=str(python), num_runs=3)
     (b,) = bench(server, str(nasty), benchmark_binary=binary)
     assert a.model_path == b.model_path == str(nasty) and a.mean_ms > 0 and b.mean_ms > 0
     cwd, *files = pathlib.Path(f"{record}.cwd").read_text().splitlines()
@@ -417,9 +419,9 @@ def test_names_with_shell_syntax_run_as_names(server, model, tmp_path, monkeypat
 
 
 def test_remote_words_are_quoted_and_tilde_means_the_board_home():
-    assert ssh._quoted(["~/venv/bin/python", "a b", "$(x)", "--f=1"]) == \
+    assert ssh_target.quote_words(["~/venv/bin/python", "a b", "$(x)", "--f=1"]) == \
         """"$HOME"/venv/bin/python 'a b' '$(x)' --f=1"""
-    assert ssh._quoted(["~/it's"]) == """"$HOME"/'it'"'"'s'"""
+    assert ssh_target.quote_words(["~/it's"]) == """"$HOME"/'it'"'"'s'"""
 
 
 # --- ssh failures say what to do ----------------------------------------------------------
@@ -461,7 +463,7 @@ def test_no_ssh_client_installed(model, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"method": "adb"}, "method='adb'; choose one of"),
-    ({"method": "python", "benchmark_binary": "x"}, "benchmark_binary is used by"),
+    ({"tool": "litert", "benchmark_binary": "x"}, "benchmark_binary is used by"),
     ({"threads": (1, 0)}, "pass positive integers"),
     ({"num_runs": 0}, "num_runs must be an int >= 1"),
     ({"timeout_s": 0}, "timeout_s=0; pass a positive number"),
@@ -475,10 +477,65 @@ def test_bad_arguments_fail_before_connecting(model, kwargs, message):
 
 
 def test_tfkd_bench_run_reaches_the_board(server, model, run_dirs):
-    """tfkd.bench.run(target="ssh:...") times the model on the board with its Python runtime."""
-    from tfkd import bench as tfkd_bench
+    """tfkd.bench.run(target="ssh:...") times the model with the board's Python by default."""
     results = tfkd_bench.run(model, server.target(), threads=(1, 2), num_runs=10,
                              python=sys.executable, **server.client_options())
     assert [(r.target, r.threads, r.tool) for r in results] == [
-        (server.target(), 1, "python"), (server.target(), 2, "python")]
+        (server.target(), 1, "litert"), (server.target(), 2, "litert")]
     assert all(0 < r.min_ms <= r.median_ms <= r.max_ms for r in results)
+
+
+# --- the delegate vocabulary and the older spellings ---------------------------------------
+
+@pytest.mark.parametrize("delegate, flags", [
+    ("xnnpack", ["--use_xnnpack=true"]), ("gpu", ["--use_gpu=true", "--use_xnnpack=false"]),
+    ("none", ["--use_xnnpack=false"])])
+def test_each_delegate_word_reaches_the_board_as_the_tools_flags(server, model, tmp_path,
+                                                                  delegate, flags, run_dirs):
+    binary, record = stand_in(tmp_path)
+    (r,) = bench(server, model, benchmark_binary=binary, delegate=delegate)
+    argv = pathlib.Path(f"{record}.argv").read_text().splitlines()
+    assert [a for a in argv if a.startswith("--use_")] == flags
+    assert r.delegate == delegate and r.extra["argv"][1:] == argv
+
+
+def test_delegates_the_board_cannot_run_are_refused_before_connecting(model):
+    with pytest.raises(ValueError, match="delegate='nnapi' cannot run with "
+                       "tool='benchmark_model' on target 'ssh:pi@board.invalid', which runs "
+                       "'xnnpack', 'gpu', 'none'; 'nnapi' runs with tool='benchmark_model' on "
+                       "adb targets"):
+        tfkd_bench.run(model, "ssh:pi@board.invalid", tool="benchmark_model", delegate="nnapi")
+    with pytest.raises(ValueError, match="delegate='gpu' cannot run with tool='litert' on "
+                       "target 'ssh:pi@board.invalid'"):
+        tfkd_bench.run(model, "ssh:pi@board.invalid", delegate=("xnnpack", "gpu"))
+
+
+def test_ssh_run_old_spellings_warn_and_give_the_same_result(server, model, run_dirs):
+    options = {**server.client_options(), "timeout_s": 30, "num_runs": 3,
+               "python": sys.executable}
+    with pytest.warns(DeprecationWarning, match=r"ssh.run\(method='python'\) is deprecated; "
+                                                "pass tool='litert'"):
+        (old,) = ssh.run(model, server.target(), method="python", **options)
+    with pytest.warns(DeprecationWarning, match=r"ssh.run\(use_xnnpack=False\) is deprecated; "
+                                                "pass delegate='none'"):
+        (none,) = ssh.run(model, server.target(), tool="litert", use_xnnpack=False, **options)
+    (new,) = ssh.run(model, server.target(), tool="litert", **options)
+    assert (old.tool, old.delegate) == (new.tool, new.delegate) == ("litert", "xnnpack")
+    assert none.delegate == "none" and "--no-xnnpack" in none.extra["argv"]
+    with pytest.raises(ValueError, match="is not an ssh target"):
+        ssh.run(model, "adb:123")
+
+
+def test_op_profiles_are_fetched_back_and_results_written(server, model, tmp_path, run_dirs):
+    body = ('for a in "$@"; do case $a in --profiling_output_csv_file=*) '
+            'printf "node type,avg ms\\nCONV_2D,0.2\\n" > "${a#*=}";; esac; done\n'
+            + GOOD_OUTPUT)
+    binary, _ = stand_in(tmp_path, body)
+    out = tmp_path / "out"
+    results = bench(server, model, benchmark_binary=binary, threads=(1, 2),
+                    enable_op_profiling=True, output_dir=out)
+    for r in results:
+        csv = pathlib.Path(r.extra["op_profile_csv"])
+        assert csv.parent == out and csv.read_text() == "node type,avg ms\nCONV_2D,0.2\n"
+        assert csv.name.endswith(f"-t{r.threads}-xnnpack.csv")
+    assert read_jsonl(out / "results.jsonl") == results

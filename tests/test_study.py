@@ -1,13 +1,13 @@
-"""The study layout's pieces: kill-safe backups, history rows, config checks, progress."""
+"""The study folder's pieces: kill-safe backups, history rows, config checks, progress."""
 
 import json
 
 import keras
 import numpy as np
 import pytest
-from absl import app
 
-from tfkd.recipes import engine, study as study_lib
+from tfkd.recipes import engine, folder, training
+from tfkd.recipes.config import ConfigError, StudyConfig
 from tests.helpers import batch, tiny_cnn
 
 
@@ -39,14 +39,14 @@ def test_backup_resumes_after_the_last_finished_epoch_and_ignores_a_half_written
     model = _compiled()
     with pytest.raises(Killed):
         model.fit(x, y, epochs=5, verbose=0, batch_size=8,
-                  callbacks=[study_lib.AtomicBackupAndRestore(str(backup)), KillAfter(1)])
+                  callbacks=[training.AtomicBackupAndRestore(str(backup)), KillAfter(1)])
     saved = [w.copy() for w in model.get_weights()]
     assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 2
     # A kill while the next epoch's weights were being written leaves a broken file behind.
     (backup / "epoch-3.weights.h5").write_bytes(b"\x89HDF half written")
     resumed, epochs = _compiled(seed=1), []
     resumed.fit(x, y, epochs=5, verbose=0, batch_size=8, callbacks=[
-        study_lib.AtomicBackupAndRestore(str(backup)),
+        training.AtomicBackupAndRestore(str(backup)),
         keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epochs.append(e)),
         keras.callbacks.LambdaCallback(on_train_begin=lambda logs: [
             np.testing.assert_array_equal(a, b)
@@ -57,36 +57,48 @@ def test_backup_resumes_after_the_last_finished_epoch_and_ignores_a_half_written
 
 def test_history_rows_of_a_retrained_epoch_replace_the_old_ones(tmp_path):
     path = tmp_path / "history.csv"
-    writer = study_lib.HistoryCSV(str(path))
+    writer = training.HistoryCSV(str(path))
     for epoch in (0, 1, 2):
         writer.on_epoch_end(epoch, {"accuracy": 0.1 * epoch})
     writer.on_epoch_end(1, {"accuracy": 0.9})  # resumed from the end of epoch 0
-    history = study_lib.read_history(str(path))
+    history = folder.history_columns(str(path))
     assert history == {"epoch": [0.0, 1.0], "accuracy": [0.0, 0.9]}
     assert "\r" not in path.read_text()
 
 
-def test_a_study_refuses_other_flags_under_the_same_name(tmp_path):
-    study_lib.Study("sweep", str(tmp_path), "default", {"epochs": 3, "verbose": 0}, [0])
-    # Presentation flags may change; the same flags resume.
-    study_lib.Study("sweep", str(tmp_path), "default", {"epochs": 3, "verbose": 2}, [0])
-    with pytest.raises(app.UsageError, match="other values of --epochs; pass --name=NEW"):
-        study_lib.Study("sweep", str(tmp_path), "default", {"epochs": 4, "verbose": 0}, [0])
+def test_a_study_refuses_other_settings_under_the_same_name(tmp_path):
+    engine.open_study("sweep", StudyConfig(output_dir=str(tmp_path), epochs=3, verbose=0))
+    # Presentation settings may change; the same settings resume.
+    engine.open_study("sweep", StudyConfig(output_dir=str(tmp_path), epochs=3, verbose=2))
+    with pytest.raises(ConfigError, match="other values of epochs; pass name=NEW") as refused:
+        engine.open_study("sweep", StudyConfig(output_dir=str(tmp_path), epochs=4))
+    assert "other values of --epochs; pass --name=NEW" in refused.value.as_flags()
     config = json.loads((tmp_path / "sweep" / "default" / "config.json").read_text())
-    assert config["flags"] == {"epochs": 3} and config["versions"]["keras"]
+    assert config["flags"]["epochs"] == 3 and config["versions"]["keras"]
+    assert config["flags"]["seeds"] == ["0"] and "verbose" not in config["flags"]
+
+
+def test_a_study_made_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    study = engine.open_study("sweep", StudyConfig(output_dir=str(tmp_path)))
+    config = json.loads((tmp_path / "sweep" / "default" / "config.json").read_text())
+    del config["flags"]["delegates"]  # as a study folder written before --delegates
+    folder.write_json(str(tmp_path / "sweep" / "default" / "config.json"), config)
+    assert engine.open_study("sweep", StudyConfig(output_dir=str(tmp_path))).dir == study.dir
+    with pytest.raises(ConfigError, match="other values of delegates"):
+        engine.open_study("sweep", StudyConfig(output_dir=str(tmp_path), delegates=("none",)))
 
 
 def test_only_complete_runs_count_as_done(tmp_path):
-    study = study_lib.Study("sweep", str(tmp_path), "default", {}, [0])
+    study = engine.open_study("sweep", StudyConfig(output_dir=str(tmp_path)))
     assert study.completed("a") is None
-    study_lib.write_json(f"{study.run_dir('a')}/metrics.json", {"complete": False})
+    folder.write_json(f"{study.run_dir('a')}/metrics.json", {"complete": False})
     assert study.completed("a") is None
     study.finish("a", {"test_accuracy": 0.5})
     assert study.completed("a") == {"test_accuracy": 0.5, "run_id": "a", "complete": True}
 
 
 def test_progress_prints_elapsed_and_eta(capsys):
-    progress = study_lib.Progress(3)
+    progress = engine.Progress(3)
     progress.finished("a", None)
     progress.finished("b", "test accuracy 0.5", seconds=60.0)
     lines = capsys.readouterr().out.splitlines()
@@ -98,6 +110,6 @@ def test_progress_prints_elapsed_and_eta(capsys):
 def test_time_budget_stops_training_mid_epoch():
     x, y = batch(8, n=64)
     model = _compiled()
-    budget = engine.TimeBudget(budget_s=0.0)
+    budget = training.TimeBudget(budget_s=0.0)
     history = model.fit(x, y, epochs=20, verbose=0, batch_size=8, callbacks=[budget])
     assert len(history.epoch) == 1

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Times a .tflite model with whatever TFLite runtime this machine has; `tfkd.bench.ssh` copies
-it to a board and runs it there.
+"""Times a .tflite model with whatever TFLite runtime this machine has; `tfkd.bench.tool_litert`
+copies it to a board (tool "litert" on an ssh target) and runs it there.
 
     python3 remote_runner.py model.tflite --threads 2 --warmup-runs 5 --num-runs 50
 

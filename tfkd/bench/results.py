@@ -9,7 +9,11 @@ import datetime
 import json
 import os
 import platform
+import shutil
+import tempfile
 from typing import Optional
+
+RESULTS_FILE = "results.jsonl"
 
 # Statistics a benchmark tool reports; None where the output lacks them.
 TIMING_FIELDS = ("init_ms", "first_ms", "warmup_ms", "mean_ms", "median_ms", "p5_ms", "p95_ms",
@@ -24,8 +28,9 @@ class BenchResult:
     Attributes:
         model_path: the .tflite benchmarked (the local path, also for remote targets).
         target: "local", "adb:SERIAL", or the "ssh:user@host[:port]" string as given.
-        tool: "litert" (in-process interpreter), "litert-benchmark", "benchmark_model" or
-            "python" (the ssh runner script).
+        tool: "litert" (the LiteRT interpreter: in this process, or the runner script on an ssh
+            board), "litert-benchmark" or "benchmark_model". Results written before the
+            runner was called "litert" say "python".
         runtime: the interpreter package or binary, e.g. "ai_edge_litert".
         runtime_version: its version where known.
         threads: CPU threads asked for.
@@ -137,3 +142,44 @@ def read_jsonl(path):
     """The `BenchResult`s in a JSON-lines file."""
     with open(path) as f:
         return [BenchResult.from_dict(json.loads(line)) for line in f if line.strip()]
+
+
+def write_results(results, output_dir):
+    """Appends `results` to `output_dir/results.jsonl` as one atomic step; returns its path.
+
+    The file is rewritten into a temporary file (old lines, then these) that replaces it, so a
+    reader or a crash sees either none or all of this run's lines.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, RESULTS_FILE)
+    fd, tmp = tempfile.mkstemp(prefix=f".{RESULTS_FILE}.", suffix=".part", dir=output_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if os.path.exists(path):
+                with open(path, "rb") as old:
+                    shutil.copyfileobj(old, out)
+                    if old.tell() and not _ends_with_newline(old):
+                        out.write(b"\n")  # a hand-edited file: keep our first line whole
+                shutil.copymode(path, tmp)
+            else:
+                os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from other users
+        append_jsonl(results, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _ends_with_newline(f):
+    f.seek(-1, os.SEEK_END)
+    return f.read(1) == b"\n"
+
+
+def publish_files(staging, output_dir):
+    """Moves every file of `staging` into `output_dir`, then removes `staging`."""
+    os.makedirs(output_dir, exist_ok=True)
+    for name in sorted(os.listdir(staging)):
+        shutil.move(os.path.join(staging, name), os.path.join(output_dir, name))
+    shutil.rmtree(staging, ignore_errors=True)

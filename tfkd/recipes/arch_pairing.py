@@ -5,6 +5,11 @@ Command:
     python -m tfkd.recipes.arch_pairing [--teachers=convnet_m,vit_micro]
         [--students=mobilenetv3_small,mobilevit_xxs]
 
+or from Python, writing the same study folder (each flag is a field of `Config`):
+
+    from tfkd.recipes import arch_pairing
+    arch_pairing.run(arch_pairing.Config(students=("mobilevit_xxs",)))
+
 With no flags it trains two teachers at 32x32 on 30,000 Fashion-MNIST training images (a CNN,
 `convnet_m`, and a ViT, `vit_micro`; up to 3 epochs with early stopping), then trains each
 student (`mobilenetv3_small`, a CNN, and `mobilevit_xxs`, a ViT hybrid) at 32x32 on the first
@@ -30,30 +35,53 @@ gain over scratch in points, KD wall time from the first, unloaded run, int8 lat
 One seed: differences under about a point are within noise here; use --seeds=0,1,2.
 """
 
+import dataclasses
 import functools
 
-from absl import app, flags
+from tfkd.recipes import cli, engine, modes
+from tfkd.recipes.config import StudyConfig, check_models, check_sizes, setting
 
-from tfkd.recipes import common, engine
-
-flags.DEFINE_list("teachers", ["convnet_m", "vit_micro"], "Teacher models (tfkd.list_models("
-                  "'cnn') and tfkd.list_models('vit')).")
-flags.DEFINE_list("students", ["mobilenetv3_small", "mobilevit_xxs"], "Student models.")
-flags.DEFINE_integer("student_size", 32, "Student input side.")
-common.define_common_flags(teacher_size=32)
-FLAGS = flags.FLAGS
+NAME = "arch_pairing"
 
 
-def plan(cfg, seeds):
+@dataclasses.dataclass
+class Config(StudyConfig):
+    """The pairing's settings: `StudyConfig`'s, the teachers and the students."""
+
+    teacher_size: int = 32
+    teachers: tuple[str, ...] = setting(("convnet_m", "vit_micro"), "Teacher models "
+                                        "(tfkd.list_models('cnn') and tfkd.list_models('vit')).")
+    students: tuple[str, ...] = setting(("mobilenetv3_small", "mobilevit_xxs"),
+                                        "Student models.")
+    student_size: int = setting(32, "Student input side.")
+
+    def check(self):
+        super().check()
+        check_models(*self.teachers, field="teachers")
+        check_models(*self.students, field="students")
+        for teacher in self.teachers:
+            check_sizes([self.teacher_size], teacher, "teacher_size")
+        for student in self.students:
+            check_sizes([self.student_size], student, "student_size")
+
+
+def run(config=None):
+    """Runs (or resumes) the study `config` describes (default `Config()`) into the folder the
+    command line writes; returns its results rows. ConfigError first if a setting is bad."""
+    return engine.run_recipe(NAME, config or Config(), plan, format_table,
+                             teacher_names=list(config.teachers))
+
+
+def plan(config):
     """Per seed and student: scratch, then KD from each teacher (tagged with its name)."""
     runs = []
-    for seed in seeds:
-        for student in cfg.students:
-            common.parse_sizes([str(cfg.student_size)], student, "--student_size")
+    for seed in config.seeds:
+        for student in config.students:
             spec = functools.partial(engine.RunSpec, student=student,
-                                     resolution=cfg.student_size, seed=seed, epochs=cfg.epochs)
-            runs.append(spec(mode="scratch"))
-            runs += [spec(mode="kd", tag=teacher) for teacher in cfg.teachers]
+                                     resolution=config.student_size, seed=seed,
+                                     epochs=config.epochs)
+            runs.append(spec(mode=modes.SCRATCH))
+            runs += [spec(mode=modes.KD, tag=teacher) for teacher in config.teachers]
     return runs
 
 
@@ -73,17 +101,5 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def main(argv):
-    del argv
-    cfg = FLAGS
-    common.check_counts(cfg, ("--teachers", cfg.teachers), ("--students", cfg.students))
-    common.check_models(*cfg.teachers, *cfg.students)
-    for teacher in cfg.teachers:
-        common.parse_sizes([str(cfg.teacher_size)], teacher, "--teacher_size")
-    runs = plan(cfg, common.parse_ints(cfg.seeds, "--seeds", "0,1,2"))
-    study, seeds = common.start("arch_pairing", cfg)
-    engine.run_study(study, cfg, seeds, runs, format_table, teacher_names=cfg.teachers)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(run, Config)

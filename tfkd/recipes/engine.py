@@ -1,10 +1,9 @@
-"""Training one run of a study, resumably, and recording everything the report reads.
+"""The study engine: a config and a plan of runs in, a study folder and its results rows out.
 
-A run is one student, at one resolution, in one mode, with one seed:
-    "kd"        distilled from the teacher;
-    "scratch"   trained on the labels alone (the baseline KD must beat);
-    "kd-stage"  distilled, as the first stage of a "kd+ft" run;
-    "kd+ft"     a "kd-stage" student fine-tuned on the labels (finetune_after_kd).
+A run is one student, at one resolution, in one mode (`tfkd.recipes.modes`), with one seed.
+`run_study` opens the study folder (refusing one made with other settings), trains the teachers
+the plan needs, then every run not yet complete, and builds the report. Each run is resumable:
+a killed run restarts from its last finished epoch, a finished one is skipped.
 """
 
 import dataclasses
@@ -18,15 +17,9 @@ import keras
 import tfkd
 from tfkd import report
 from tfkd.distiller import build_optimizer
-from tfkd.recipes import common, distributed, measure, study as study_lib
-
-
-# Modes trained by a Distiller; every other mode trains on the labels alone. (Not the report's
-# DISTILLED_MODES, which are the final distilled students compared with scratch.)
-DISTILLER_MODES = ("kd", "kd-stage")
-# Modes whose students are the study's answer: exported, checked and timed. Baselines and
-# intermediate stages are not (an export and a 10,000-image check cost ~20 s on a CPU).
-SHIPPED_MODES = ("kd", "kd+ft")
+from tfkd.recipes import distributed, folder, inputs, measure, modes, ship, teacher as teachers
+from tfkd.recipes import training
+from tfkd.recipes.config import PRESENTATION, ConfigError
 
 
 @dataclasses.dataclass
@@ -43,69 +36,78 @@ class RunSpec:
     learning_rate: Optional[float] = None
     tag: str = ""
 
+    def __post_init__(self):
+        modes.get(self.mode)  # an unknown mode fails when planned, not after training
+
     @property
     def run_id(self):
         tag = f"-{self.tag}" if self.tag else ""
         return f"{self.student}-r{self.resolution}-{self.mode}{tag}-s{self.seed}"
 
 
-class EpochSeconds(keras.callbacks.Callback):
-    """Puts each epoch's wall time into the logs, so history.csv keeps it across resumes."""
+def run_recipe(recipe, config, plan, format_table, teacher_names=None):
+    """What every recipe's `run(config)` does: check the config, plan the runs, run the study.
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+    Args:
+        recipe: the recipe's name.
+        config: its `Config`.
+        plan: config -> the list of `RunSpec`.
+        format_table: rows -> the text table printed at the end.
+        teacher_names: the teachers of a study with several (their names tag the runs).
 
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["epoch_seconds"] = time.perf_counter() - self._start
+    Returns:
+        The rows of the study's results: one metrics dict per complete run.
 
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training once `budget_s` seconds of training have passed (checked every batch)."""
-
-    def __init__(self, budget_s, spent_s=0.0):
-        super().__init__()
-        self.budget_s, self.spent_s = budget_s, spent_s
-
-    def on_train_begin(self, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.spent_s + time.perf_counter() - self._start >= self.budget_s:
-            self.model.stop_training = True
+    Raises:
+        ConfigError: a setting the study cannot run with, before any training.
+    """
+    config.check()
+    return run_study(recipe, config, plan(config), format_table, teacher_names)
 
 
-def run_study(study, cfg, seeds, runs, format_table, teacher_names=None):
+def run_study(recipe, config, runs, format_table, teacher_names=None):
     """Trains the teacher(s) and every run, prints the table, builds the report; returns rows.
 
     Each run gets its datasets afresh, so its data order follows from its seed alone and not
     from the runs before it: a resumed sweep trains exactly what an uninterrupted one would.
-    With `teacher_names`, a distilled run's tag names its teacher; else it is --teacher.
-    With --num_shards > 1 it trains only this shard's runs (`shard_runs`) and their teachers;
-    the table, the report and the rows returned cover every complete run in the study folder.
-    """
-    def data_for(seed):
-        return common.load_data(cfg, seed)
+    With `teacher_names`, a distilled run's tag names its teacher; else it is config.teacher.
+    With num_shards > 1 it trains only this shard's runs (`distributed.shard_runs`) and their
+    teachers; the table, the report and the rows returned cover every complete run in the
+    study folder.
 
-    names = teacher_names or [cfg.teacher]
+    Args:
+        recipe: the recipe's name (the study folder is OUTPUT_DIR/<recipe>/<name>).
+        config: a checked `StudyConfig`.
+        runs: the plan, a list of `RunSpec`.
+        format_table: rows -> the text table printed at the end.
+        teacher_names: the teachers of a study with several.
+
+    Raises:
+        ConfigError: the folder holds a study made with other settings, or the strategy
+            cannot run this config.
+    """
+    distributed.start_strategy(config)
+    study = open_study(recipe, config)
+    names = teacher_names or [config.teacher]
 
     def teacher_name(spec):
         return spec.tag if teacher_names else names[0]
 
-    all_runs, runs = runs, shard_runs(runs, cfg.shard_index, cfg.num_shards)
-    if cfg.num_shards > 1:
-        print(f"shard {cfg.shard_index} of {cfg.num_shards}: {len(runs)} of {len(all_runs)} "
+    mine = distributed.shard_runs(runs, config.shard_index, config.num_shards)
+    if config.num_shards > 1:
+        print(f"shard {config.shard_index} of {config.num_shards}: {len(mine)} of {len(runs)} "
               "runs", flush=True)
-    # A shard trains only the teachers its own runs distil from.
-    names = [n for n in names if any(teacher_name(s) == n for s in runs if _uses_teacher(s))]
-    first = data_for(seeds[0]) if names else None  # the teachers need its test split
-    teachers = {name: common.get_teacher(study, cfg, first, name=name, seed=seeds[0])
-                for name in names}
-    rows = run_all(study, runs, cfg, data_for, lambda spec: teachers[teacher_name(spec)])
-    for t in teachers.values():
+    # A shard trains only the teachers its own runs learn from.
+    names = [n for n in names if any(teacher_name(s) == n for s in mine
+                                     if modes.get(s.mode).teacher)]
+    first = inputs.load_data(config, config.seeds[0]) if names else None  # for the test split
+    found = {n: teachers.get_teacher(study, config, first, name=n, seed=config.seeds[0])
+             for n in names}
+    run_all(study, mine, config, lambda spec: found[teacher_name(spec)])
+    for t in found.values():
         print(f"teacher {t.name}@{t.size} ({t.kind}): test accuracy {t.accuracy:.4f}")
     # The table and report cover every complete run in the folder, other shards' included.
-    rows = [r for r in (study.completed(s.run_id) for s in all_runs) if r]
+    rows = [r for r in (study.completed(s.run_id) for s in runs) if r]
     if not rows:
         print("nothing to report: no run of this study is complete here", flush=True)
         return rows
@@ -114,36 +116,32 @@ def run_study(study, cfg, seeds, runs, format_table, teacher_names=None):
     return rows
 
 
-def shard_runs(runs, shard_index, num_shards):
-    """The runs of shard `shard_index` (of `num_shards`): round-robin in plan order.
-
-    The plan follows from the flags alone, so every machine computes the same shards: disjoint,
-    and together every run. A run that starts from another run's saved student (`init_from`,
-    as finetune_after_kd's kd+ft) goes with that run, so it finds the file.
-    """
-    group_of, groups = {}, 0
-    for spec in runs:
-        parent = os.path.basename(os.path.dirname(spec.init_from or ""))
-        if parent in group_of:
-            group_of[spec.run_id] = group_of[parent]
-        else:
-            group_of[spec.run_id], groups = groups, groups + 1
-    return [spec for spec in runs if group_of[spec.run_id] % num_shards == shard_index]
-
-
-def _uses_teacher(spec):
-    """Distilled runs, and kd+ft (which records the teacher its kd-stage learnt from)."""
-    return spec.mode.startswith("kd")
+def open_study(recipe, config):
+    """The study folder of `config`, its config.json written; ConfigError when the folder holds
+    a study made with other settings (presentation settings such as verbose may differ)."""
+    study = folder.StudyFolder(folder.study_dir(distributed.output_root(config), recipe,
+                                                config.name))
+    flags = {k: v for k, v in config.to_flags().items() if k not in PRESENTATION}
+    previous = study.read_config()
+    if previous is not None:
+        changed = folder.changed_settings(previous, flags, type(config)().to_flags(),
+                                          ignored=PRESENTATION)
+        if changed:
+            raise ConfigError(lambda n: (
+                f"{study.dir} holds a study made with other values of "
+                f"{', '.join(n(k) for k in changed)}; pass {n('name')}=NEW for a new study, or "
+                f"the same {'flags' if n('name') != 'name' else 'settings'} to resume this one"))
+    study.write_config(recipe, config.name, flags, config.seeds)
+    return study
 
 
-def run_all(study, runs, cfg, data_for, teacher_for):
+def run_all(study, runs, config, teacher_for):
     """Runs every `RunSpec` not yet complete, printing progress; returns all their metrics.
 
     Args:
-        data_for: seed -> `common.Data`.
-        teacher_for: spec -> `common.Teacher` (called for "kd" runs only).
+        teacher_for: spec -> `teachers.Teacher` (called for runs whose mode has a teacher).
     """
-    progress = study_lib.Progress(len(runs))
+    progress = Progress(len(runs))
     rows = []
     for spec in runs:
         done = study.completed(spec.run_id)
@@ -151,51 +149,51 @@ def run_all(study, runs, cfg, data_for, teacher_for):
             progress.finished(spec.run_id, None)
         else:
             start = time.perf_counter()
-            teacher = teacher_for(spec) if _uses_teacher(spec) else None
-            done = train_run(study, spec, cfg, data_for(spec.seed), teacher)
+            teacher = teacher_for(spec) if modes.get(spec.mode).teacher else None
+            done = train_run(study, spec, config, inputs.load_data(config, spec.seed), teacher)
             progress.finished(spec.run_id, f"test accuracy {done['test_accuracy']:.4f}",
                               time.perf_counter() - start)
         rows.append(done)
     return rows
 
 
-def train_run(study, spec, cfg, data, teacher=None):
+def train_run(study, spec, config, data, teacher=None):
     """Trains, exports, benchmarks and records one run; returns its metrics.
 
     Args:
-        study: the `Study` the run belongs to.
+        study: the `folder.StudyFolder` the run belongs to.
         spec: the `RunSpec`.
-        cfg: the recipe's flag values.
-        data: a `common.Data` (train, test, calibration, steps per epoch, classes).
-        teacher: a `common.Teacher` for "kd" runs.
+        config: the study's `StudyConfig`.
+        data: an `inputs.Data` (train, test, calibration, steps per epoch, classes).
+        teacher: a `teachers.Teacher` for runs whose mode has one.
     """
     run_dir = study.run_dir(spec.run_id)
     keras.utils.set_random_seed(spec.seed)
-    # Student, Distiller and optimizer get their variables on every replica of --strategy.
-    with distributed.strategy(cfg).scope():
+    # Student, Distiller and optimizer get their variables on every replica of the strategy.
+    with distributed.strategy(config.strategy).scope():
         student = _student(spec, data.num_classes)
-        model, train, test = _trainable(spec, cfg, student, teacher, data)
-    history_path = os.path.join(run_dir, "history.csv")
-    spent = sum(study_lib.read_history(history_path).get("epoch_seconds", []) or [0.0])
+        model, train, test = _trainable(spec, config, student, teacher, data)
+    history_path = os.path.join(run_dir, folder.HISTORY)
+    spent = sum(folder.history_columns(history_path).get("epoch_seconds", []) or [0.0])
     # History before backup: a kill between the two re-trains that epoch and rewrites its row,
     # whereas the other order could lose the row of an epoch the backup already holds.
     callbacks = [
-        EpochSeconds(), study_lib.HistoryCSV(history_path),
-        study_lib.AtomicBackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=False),
+        training.EpochSeconds(), training.HistoryCSV(history_path),
+        training.AtomicBackupAndRestore(os.path.join(run_dir, "backup"),
+                                        delete_checkpoint=False),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False,
                                     profile_batch=0)]
     if spec.budget_s:
-        callbacks.append(TimeBudget(spec.budget_s, spent))
+        callbacks.append(training.TimeBudget(spec.budget_s, spent))
     # Training takes minutes: a sample every 50 ms finds the peak without costing the step.
     with measure.RssSampler(interval_s=0.05) as rss:
         model.fit(train, validation_data=test, epochs=spec.epochs, callbacks=callbacks,
-                  verbose=cfg.verbose, shuffle=False)  # tfkd.data shuffles the train split
-    metrics = _describe(spec, student, teacher, study_lib.read_history(history_path), rss)
-    study_lib.save_model(student, os.path.join(run_dir, "student.keras"))
-    if spec.mode in SHIPPED_MODES:
-        metrics.update(_export_and_bench(cfg, student, run_dir, data))
-    else:
-        metrics.update({"tflite": {}, "bench": []})
+                  verbose=config.verbose, shuffle=False)  # tfkd.data shuffles the train split
+    metrics = _describe(spec, student, teacher, folder.history_columns(history_path), rss)
+    folder.save_model(student, os.path.join(run_dir, folder.STUDENT))
+    shipped = modes.get(spec.mode).shipped
+    metrics.update(ship.export_and_bench(config, student, run_dir, data) if shipped
+                   else dict(ship.NOTHING))
     metrics = study.finish(spec.run_id, metrics)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     return metrics
@@ -207,23 +205,23 @@ def _student(spec, num_classes):
     return tfkd.create_model(spec.student, image_size=spec.resolution, num_classes=num_classes)
 
 
-def _trainable(spec, cfg, student, teacher, data):
+def _trainable(spec, config, student, teacher, data):
     """(model to fit, train data, validation data) for the run's mode."""
     steps = spec.epochs * data.steps_per_epoch
-    optimizer = common.optimizer(cfg, steps, spec.learning_rate)
-    if spec.mode in DISTILLER_MODES:
+    optimizer = training.adam(spec.learning_rate or config.learning_rate, steps)
+    if modes.get(spec.mode).distills:
         model = tfkd.Distiller(teacher=teacher.model, student=student,
-                               temperature=cfg.temperature,
-                               student_loss_weight=cfg.student_loss_weight)
+                               temperature=config.temperature,
+                               student_loss_weight=config.student_loss_weight)
         model.compile(optimizer=optimizer, metrics=["accuracy"])
-        return (model, *common.distillation_data(cfg, teacher, data, spec.seed))
+        return (model, *inputs.distillation_data(config, teacher, data, spec.seed))
     # Labels only: the student sees the batches resized exactly as the Distiller resizes them.
     student.compile(optimizer=optimizer,
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
     build_optimizer(student)  # as the Distiller does: a faster first step
     size = spec.resolution
-    return student, common.resized(data.train, size), common.resized(data.test, size)
+    return student, inputs.resized(data.train, size), inputs.resized(data.test, size)
 
 
 def _describe(spec, student, teacher, history, rss):
@@ -241,7 +239,7 @@ def _describe(spec, student, teacher, history, rss):
         "teacher_kind": teacher.kind if teacher else None,
         "teacher_resolution": teacher.size if teacher else None,
         "teacher_accuracy": teacher.accuracy if teacher else None,
-        "teacher_cache": spec.mode in DISTILLER_MODES and bool(teacher.caches),
+        "teacher_cache": modes.get(spec.mode).distills and bool(teacher.caches),
         "epochs_run": len(val) if val[0] is not None else 0,
         "test_accuracy": val[-1], "last_accuracy": val[-1],
         "best_accuracy": val[best], "best_epoch": best + 1,
@@ -258,18 +256,29 @@ def _median(values):
     return values[len(values) // 2] if values else None
 
 
-def _export_and_bench(cfg, student, run_dir, data):
-    """The run's TFLite export (checked) and its latency on every --targets target."""
-    if cfg.quantization == "none":
-        return {"tflite": {}, "bench": []}
-    path = os.path.join(run_dir, f"student_{cfg.quantization}.tflite")
-    row = common.export_student(cfg, student, path, data.calibration, data.test)
-    tflite = {cfg.quantization: {"path": path, "bytes": row["tflite_bytes"],
-                                 "accuracy": row["tflite_accuracy"],
-                                 "drop_points": row["quantization_drop_points"],
-                                 "passed": row["quantization_passed"],
-                                 "float_ops": row["tflite_float_ops"]}}
-    threads = tuple(int(t) for t in cfg.bench_threads)
-    bench = [r.to_dict() for target in cfg.targets
-             for r in tfkd.bench.run(path, target, threads=threads)]
-    return {"tflite": tflite, "bench": bench}
+class Progress:
+    """Prints a line per finished run: `run 3/12 ID: ... (elapsed 2m10s, ETA 5m)`.
+
+    The ETA extrapolates from runs trained in this process; skipped runs cost nothing.
+    """
+
+    def __init__(self, total):
+        self.total, self.done, self.trained = total, 0, []
+        self.start = time.perf_counter()
+
+    def finished(self, run_id, summary, seconds=None):
+        self.done += 1
+        if seconds is not None:
+            self.trained.append(seconds)
+        elapsed = time.perf_counter() - self.start
+        left = self.total - self.done
+        eta = left * sum(self.trained) / len(self.trained) if self.trained else None
+        note = "skipped, already complete" if seconds is None else summary
+        print(f"run {self.done}/{self.total} {run_id}: {note} (elapsed {_clock(elapsed)}, "
+              f"ETA {_clock(eta) if eta is not None and left else '0s' if not left else '?'})",
+              flush=True)
+
+
+def _clock(seconds):
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

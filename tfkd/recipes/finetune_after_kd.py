@@ -4,6 +4,11 @@ Command:
 
     python -m tfkd.recipes.finetune_after_kd [--kd_epochs=2 --ft_epochs=1]
 
+or from Python, writing the same study folder (each flag is a field of `Config`):
+
+    from tfkd.recipes import finetune_after_kd
+    finetune_after_kd.run(finetune_after_kd.Config(kd_epochs=2, ft_epochs=1))
+
 With no flags it trains a `convnet_m` teacher at 28x28 on 30,000 Fashion-MNIST training images
 (up to 3 epochs, early stopping), then trains a `mobilenetv3_small` student at 32x32 on the
 first 5,000 images four ways, all ending after the same N+M = 3 epochs except the first:
@@ -24,39 +29,55 @@ kd (3) 0.7959; scratch (3) 0.7863. At this budget the third epoch of KD beat a t
 fine-tuning on the labels.
 """
 
+import dataclasses
 import functools
 import os
 
-from absl import app, flags
+from tfkd.recipes import cli, distributed, engine, folder, modes
+from tfkd.recipes.config import ConfigError, StudyConfig, check_models, check_sizes, setting
 
-from tfkd.recipes import common, distributed, engine
-
-flags.DEFINE_string("student", "mobilenetv3_small", "Student model (tfkd.list_models()).")
-flags.DEFINE_integer("student_size", 32, "Student input side.")
-flags.DEFINE_integer("kd_epochs", 2, "N: KD epochs before fine-tuning.")
-flags.DEFINE_integer("ft_epochs", 1, "M: fine-tuning epochs on the labels after KD.")
-flags.DEFINE_float("ft_learning_rate", 5e-4, "Peak learning rate of the fine-tuning stage.")
-common.define_common_flags()
-FLAGS = flags.FLAGS
+NAME = "finetune_after_kd"
 
 
-def plan(cfg, seeds, study_dir):
+@dataclasses.dataclass
+class Config(StudyConfig):
+    """The fine-tuning study's settings: `StudyConfig`'s, the student and its two stages."""
+
+    student: str = setting("mobilenetv3_small", "Student model (tfkd.list_models()).")
+    student_size: int = setting(32, "Student input side.")
+    kd_epochs: int = setting(2, "N: KD epochs before fine-tuning.")
+    ft_epochs: int = setting(1, "M: fine-tuning epochs on the labels after KD.")
+    ft_learning_rate: float = setting(5e-4, "Peak learning rate of the fine-tuning stage.")
+
+    def check(self):
+        super().check()
+        check_models(self.student)
+        if self.kd_epochs < 1 or self.ft_epochs < 1:
+            raise ConfigError(lambda n: f"{n('kd_epochs')}={self.kd_epochs} "
+                              f"{n('ft_epochs')}={self.ft_epochs}: both must be at least 1")
+        check_sizes([self.student_size], self.student, "student_size")
+
+
+def run(config=None):
+    """Runs (or resumes) the study `config` describes (default `Config()`) into the folder the
+    command line writes; returns its results rows. ConfigError first if a setting is bad."""
+    return engine.run_recipe(NAME, config or Config(), plan, format_table)
+
+
+def plan(config):
     """The four runs per seed; kd+ft starts from the kd-stage run's saved student."""
-    if cfg.kd_epochs < 1 or cfg.ft_epochs < 1:
-        raise app.UsageError(f"--kd_epochs={cfg.kd_epochs} --ft_epochs={cfg.ft_epochs}: "
-                             "both must be at least 1")
-    common.parse_sizes([str(cfg.student_size)], cfg.student, "--student_size")
-    total = cfg.kd_epochs + cfg.ft_epochs
+    study_dir = folder.study_dir(distributed.output_root(config), NAME, config.name)
+    total = config.kd_epochs + config.ft_epochs
     runs = []
-    for seed in seeds:
-        spec = functools.partial(engine.RunSpec, student=cfg.student,
-                                 resolution=cfg.student_size, seed=seed)
-        stage = spec(mode="kd-stage", epochs=cfg.kd_epochs)
-        start = os.path.join(study_dir, "runs", stage.run_id, "student.keras")
+    for seed in config.seeds:
+        spec = functools.partial(engine.RunSpec, student=config.student,
+                                 resolution=config.student_size, seed=seed)
+        stage = spec(mode=modes.KD_STAGE, epochs=config.kd_epochs)
+        start = os.path.join(study_dir, folder.RUNS, stage.run_id, folder.STUDENT)
         runs += [stage,
-                 spec(mode="kd+ft", epochs=cfg.ft_epochs, init_from=start,
-                      learning_rate=cfg.ft_learning_rate),
-                 spec(mode="kd", epochs=total), spec(mode="scratch", epochs=total)]
+                 spec(mode=modes.KD_FT, epochs=config.ft_epochs, init_from=start,
+                      learning_rate=config.ft_learning_rate),
+                 spec(mode=modes.KD, epochs=total), spec(mode=modes.SCRATCH, epochs=total)]
     return runs
 
 
@@ -70,15 +91,5 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def main(argv):
-    del argv
-    cfg = FLAGS
-    common.check_models(cfg.teacher, cfg.student)
-    study_dir = os.path.join(distributed.output_root(cfg), "finetune_after_kd", cfg.name)
-    runs = plan(cfg, common.parse_ints(cfg.seeds, "--seeds", "0,1,2"), study_dir)
-    study, seeds = common.start("finetune_after_kd", cfg)
-    engine.run_study(study, cfg, seeds, runs, format_table)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(run, Config)

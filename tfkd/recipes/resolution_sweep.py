@@ -4,6 +4,11 @@ Command (the main job; `make demo` runs it with these defaults):
 
     python -m tfkd.recipes.resolution_sweep [--resolutions=32,40,48] [--student=...]
 
+or from Python, writing the same study folder (each flag is a field of `Config`):
+
+    from tfkd.recipes import resolution_sweep
+    resolution_sweep.run(resolution_sweep.Config(resolutions=(32, 48)))
+
 With no flags it trains a `convnet_m` teacher at 28x28 on 30,000 Fashion-MNIST training images
 (up to 3 epochs, early stopping on a held-out tenth), then trains a `mobilenetv3_small` student
 at 32, 40 and 48 pixels on the first 5,000 images, twice: distilled from the teacher and from
@@ -11,7 +16,7 @@ scratch on the labels (3 epochs each; each batch is resized to the student's sid
 that learned from more data than the students is the setting KD is for. Every student is
 evaluated on the 10,000 test images after each epoch; each distilled one is exported to int8
 TFLite (checked against the float model) and timed with LiteRT at 1 and 2 threads. It writes
-`runs/resolution_sweep/default/` (see tfkd.recipes.study) and the report (tfkd.report):
+`runs/resolution_sweep/default/` (see tfkd.recipes.folder) and the report (tfkd.report):
 results.csv, report.md, plots/. Columns: accuracy (last and best epoch), training peak memory
 (process RSS), MACs per image, int8 TFLite size, accuracy and drop, latency.
 
@@ -31,25 +36,41 @@ float16 logits and the order of floating-point work move a 3-epoch run by a few 
 One seed: differences of a few tenths of a point are noise; --seeds=0,1,2 gives mean and std.
 """
 
-from absl import app, flags
+import dataclasses
 
-from tfkd.recipes import common, engine
+from tfkd.recipes import cli, engine, modes
+from tfkd.recipes.config import StudyConfig, check_models, check_sizes, setting
 
-flags.DEFINE_string("student", "mobilenetv3_small", "Student model (tfkd.list_models()).")
-flags.DEFINE_list("resolutions", ["32", "40", "48"], "Student input sides to sweep.")
-flags.DEFINE_bool("scratch", True, "Also train each student from scratch (the baseline the "
-                  "report's KD gain is measured against).")
-common.define_common_flags()
-FLAGS = flags.FLAGS
+NAME = "resolution_sweep"
 
 
-def plan(cfg, seeds):
+@dataclasses.dataclass
+class Config(StudyConfig):
+    """The sweep's settings: `StudyConfig`'s and the student and its sides."""
+
+    student: str = setting("mobilenetv3_small", "Student model (tfkd.list_models()).")
+    resolutions: tuple[int, ...] = setting((32, 40, 48), "Student input sides to sweep.")
+    scratch: bool = setting(True, "Also train each student from scratch (the baseline the "
+                            "report's KD gain is measured against).")
+
+    def check(self):
+        super().check()
+        check_models(self.student)
+        check_sizes(self.resolutions, self.student, "resolutions")
+
+
+def run(config=None):
+    """Runs (or resumes) the study `config` describes (default `Config()`) into the folder the
+    command line writes; returns its results rows. ConfigError first if a setting is bad."""
+    return engine.run_recipe(NAME, config or Config(), plan, format_table)
+
+
+def plan(config):
     """The runs of this sweep, in the order they run."""
-    sizes = common.parse_sizes(cfg.resolutions, cfg.student, "--resolutions")
-    modes = ["kd", "scratch"] if cfg.scratch else ["kd"]
-    return [engine.RunSpec(student=cfg.student, resolution=size, mode=mode, seed=seed,
-                           epochs=cfg.epochs)
-            for seed in seeds for size in sizes for mode in modes]
+    kinds = [modes.KD, modes.SCRATCH] if config.scratch else [modes.KD]
+    return [engine.RunSpec(student=config.student, resolution=size, mode=mode, seed=seed,
+                           epochs=config.epochs)
+            for seed in config.seeds for size in config.resolutions for mode in kinds]
 
 
 def format_table(rows):
@@ -77,14 +98,5 @@ def _num(value, digits=4):
     return f"{value:.{digits}f}" if value is not None else "-"
 
 
-def main(argv):
-    del argv
-    cfg = FLAGS
-    common.check_models(cfg.student, cfg.teacher)
-    runs = plan(cfg, common.parse_ints(cfg.seeds, "--seeds", "0,1,2"))  # checked before training
-    study, seeds = common.start("resolution_sweep", cfg)
-    engine.run_study(study, cfg, seeds, runs, format_table)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(run, Config)

@@ -5,6 +5,11 @@ Command:
     python -m tfkd.recipes.student_size [--students=mobilevit_xxs,mobilevit_xs,mobilevit_s]
         [--budget_s=120]
 
+or from Python, writing the same study folder (each flag is a field of `Config`):
+
+    from tfkd.recipes import student_size
+    student_size.run(student_size.Config(budget_s=120))
+
 With no flags it trains a `convnet_m` teacher at 32x32 on 30,000 Fashion-MNIST training images
 (up to 3 epochs, early stopping), then distills three MobileViT students (xxs, xs, s: 1.0M,
 1.9M, 5.0M parameters at 10 classes) at 32x32 on the first 5,000 images for 3 epochs each, and trains the
@@ -26,36 +31,52 @@ the runs before it, so a rerun today gives different single-seed numbers.)
     mobilevit_xxs from scratch                54.7    0.7687   (KD gain +2.86 points)
 """
 
+import dataclasses
 import functools
 
-from absl import app, flags
+from tfkd.recipes import cli, engine, modes
+from tfkd.recipes.config import ConfigError, StudyConfig, check_models, check_sizes, setting
 
-from tfkd.recipes import common, engine
-
-flags.DEFINE_list("students", ["mobilevit_xxs", "mobilevit_xs", "mobilevit_s"],
-                  "Student models, smallest first (one family).")
-flags.DEFINE_integer("student_size", 32, "Student input side.")
-flags.DEFINE_float("budget_s", 0.0, "Seconds of KD training per student (0: --epochs each, "
-                   "then --epochs is the most any student gets).")
-flags.DEFINE_bool("scratch", True, "Also train the smallest student from scratch.")
-common.define_common_flags(teacher_size=32)
-FLAGS = flags.FLAGS
+NAME = "student_size"
 
 
-def plan(cfg, seeds):
+@dataclasses.dataclass
+class Config(StudyConfig):
+    """The size study's settings: `StudyConfig`'s, the students and their budget."""
+
+    teacher_size: int = 32
+    students: tuple[str, ...] = setting(("mobilevit_xxs", "mobilevit_xs", "mobilevit_s"),
+                                        "Student models, smallest first (one family).")
+    student_size: int = setting(32, "Student input side.")
+    budget_s: float = setting(0.0, "Seconds of KD training per student (0: --epochs each, "
+                              "then --epochs is the most any student gets).")
+    scratch: bool = setting(True, "Also train the smallest student from scratch.")
+
+    def check(self):
+        super().check()
+        check_models(*self.students, field="students")
+        if self.budget_s < 0:
+            raise ConfigError(lambda n: f"{n('budget_s')}={self.budget_s}; pass seconds > 0, or "
+                              f"0 for a budget of {n('epochs')} epochs")
+        for student in self.students:
+            check_sizes([self.student_size], student, "student_size")
+
+
+def run(config=None):
+    """Runs (or resumes) the study `config` describes (default `Config()`) into the folder the
+    command line writes; returns its results rows. ConfigError first if a setting is bad."""
+    return engine.run_recipe(NAME, config or Config(), plan, format_table)
+
+
+def plan(config):
     """KD for every size at the same budget, plus the smallest from scratch."""
-    if cfg.budget_s < 0:
-        raise app.UsageError(f"--budget_s={cfg.budget_s}; pass seconds > 0, or 0 for a budget "
-                             "of --epochs epochs")
-    for student in cfg.students:
-        common.parse_sizes([str(cfg.student_size)], student, "--student_size")
     runs = []
-    for seed in seeds:
-        spec = functools.partial(engine.RunSpec, resolution=cfg.student_size, seed=seed,
-                                 epochs=cfg.epochs, budget_s=cfg.budget_s or None)
-        runs += [spec(student=s, mode="kd") for s in cfg.students]
-        if cfg.scratch:
-            runs.append(spec(student=cfg.students[0], mode="scratch"))
+    for seed in config.seeds:
+        spec = functools.partial(engine.RunSpec, resolution=config.student_size, seed=seed,
+                                 epochs=config.epochs, budget_s=config.budget_s or None)
+        runs += [spec(student=s, mode=modes.KD) for s in config.students]
+        if config.scratch:
+            runs.append(spec(student=config.students[0], mode=modes.SCRATCH))
     return runs
 
 
@@ -70,15 +91,5 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def main(argv):
-    del argv
-    cfg = FLAGS
-    common.check_counts(cfg, ("--students", cfg.students))
-    common.check_models(cfg.teacher, *cfg.students)
-    runs = plan(cfg, common.parse_ints(cfg.seeds, "--seeds", "0,1,2"))
-    study, seeds = common.start("student_size", cfg)
-    engine.run_study(study, cfg, seeds, runs, format_table)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(run, Config)

@@ -16,24 +16,21 @@ The folders of one study's shards (`--shard_index`, run on several machines and 
 together) merge into one report: `build("machineA/runs/x/default", "machineB/runs/x/default")`
 writes it into the first folder (or `output_dir=`), after checking that they hold one study.
 
-This package itself needs only matplotlib and the standard library; importing `tfkd` (the
-parent package) still loads TensorFlow.
+The folder's layout, and the reading of its files, live in `tfkd.recipes.folder` (the one
+module that both writes and reads a study folder). This package itself needs only matplotlib
+and the standard library; importing `tfkd` (the parent package) still loads TensorFlow.
 """
 
-import csv
 import dataclasses
-import json
 import os
 import tempfile
 
+from tfkd.recipes.folder import StudyError, read_config, read_history, read_runs, run_history_path
 from tfkd.report import merge, plots, tables
 from tfkd.report.plots import pareto_front
 
-__all__ = ["Study", "StudyError", "build", "load_study", "pareto_front", "read_history"]
-
-
-class StudyError(ValueError):
-    """A folder that is not a study folder, or a study with nothing to report."""
+__all__ = ["Study", "StudyError", "build", "load_study", "pareto_front", "read_config",
+           "read_history"]
 
 
 @dataclasses.dataclass
@@ -85,7 +82,7 @@ def load_study(study_dir, *more_dirs):
         raise StudyError(problem)
     runs, skipped, sources = [], [], []
     for folder in dirs:
-        found, left_out = _read_runs(folder)
+        found, left_out = read_runs(folder)
         new, repeated = merge.split_repeats(found, runs)
         if more_dirs:
             left_out = [(os.path.join(folder, name), why) for name, why in left_out + repeated]
@@ -100,115 +97,11 @@ def load_study(study_dir, *more_dirs):
                          "the recipe to finish or rerun it.")
     histories, truncated = {}, []
     for run in runs:
-        path = os.path.join(run["_study"], "runs", run["_folder"], "history.csv")
-        rows, cut = read_history(path)
+        rows, cut = read_history(run_history_path(run))
         histories[run["run_id"]] = rows
         if cut:
             truncated.append(run["run_id"])
     return Study(dirs[0], configs[0], runs, skipped, histories, truncated, sources)
-
-
-def read_config(study_dir):
-    """The parsed config.json of a study folder; StudyError saying what to pass otherwise."""
-    path = os.path.join(study_dir, "config.json")
-    if not os.path.isdir(study_dir):
-        raise StudyError(f"{study_dir} is not a folder; pass a study folder such as "
-                         "runs/resolution_sweep/default.")
-    try:
-        with open(path) as f:
-            config = json.load(f)
-    except FileNotFoundError:
-        raise StudyError(f"{study_dir} has no config.json, so it is not a study folder; pass "
-                         "the folder a recipe wrote, e.g. runs/resolution_sweep/default.") from None
-    except (OSError, ValueError) as e:
-        raise StudyError(f"{path} is unreadable ({e}); rerun the recipe to rewrite it.") from None
-    if not isinstance(config, dict):
-        raise StudyError(f"{path} holds {type(config).__name__}, not a JSON object.")
-    return config
-
-
-def _read_runs(study_dir):
-    """(complete runs sorted by run_id, [(folder, reason)] for the runs left out)."""
-    runs_dir = os.path.join(study_dir, "runs")
-    folders = sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []
-    runs, skipped = [], []
-    for folder in folders:
-        if not os.path.isdir(os.path.join(runs_dir, folder)):
-            continue
-        metrics, reason = _read_metrics(os.path.join(runs_dir, folder, "metrics.json"))
-        if reason:
-            skipped.append((f"runs/{folder}", reason))
-            continue
-        # The folder name stands in for a missing run_id so every row has a key.
-        metrics["run_id"] = str(metrics.get("run_id") or folder)
-        metrics["_folder"], metrics["_study"] = folder, study_dir
-        runs.append(metrics)
-    runs.sort(key=lambda r: r["run_id"])
-    return runs, skipped
-
-
-def _read_metrics(path):
-    """(metrics dict, None) for a complete run, else (None, why it is skipped)."""
-    try:
-        with open(path) as f:
-            metrics = json.load(f)
-    except FileNotFoundError:
-        return None, "no metrics.json (the run did not finish)"
-    except (OSError, ValueError) as e:
-        return None, f"metrics.json unreadable ({e})"
-    if not isinstance(metrics, dict):
-        return None, "metrics.json is not a JSON object"
-    if metrics.get("complete") is not True:
-        return None, "metrics.json is marked \"complete\": false"
-    return metrics, None
-
-
-def read_history(path):
-    """Rows of a Keras CSVLogger file, tolerating a run killed mid-write.
-
-    CSVLogger writes whole lines, so a last line without its newline, or a row whose field
-    count differs from the header, is a partial write: it and anything after it are dropped.
-
-    Args:
-        path: a history.csv.
-
-    Returns:
-        (rows, truncated): rows are dicts column -> float (NaN where Keras wrote "NA" or
-        nothing); rows is None when the file is missing or has no header; truncated says
-        whether a partial line was dropped.
-    """
-    try:
-        with open(path, newline="") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError):
-        return None, False
-    lines = text.splitlines(keepends=True)
-    truncated = bool(lines) and not lines[-1].endswith(("\n", "\r"))
-    if truncated:
-        lines = lines[:-1]
-    reader = csv.reader(lines)
-    header = next(reader, None)
-    if not header:
-        return None, truncated
-    rows = []
-    for fields in reader:
-        row = _history_row(header, fields)
-        if row is None:
-            return rows, True
-        rows.append(row)
-    return rows, truncated
-
-
-def _history_row(header, fields):
-    if len(fields) != len(header):
-        return None
-    row = {}
-    for name, value in zip(header, fields):
-        try:
-            row[name] = float(value) if value not in ("", "NA") else float("nan")
-        except ValueError:
-            return None
-    return row
 
 
 def build(study_dir, *more_dirs, output_dir=None):

@@ -11,6 +11,8 @@ import numbers
 import os
 import statistics
 
+from tfkd.recipes import modes
+
 # results.csv starts with these, in this order; quantization and latency columns follow.
 BASE_COLUMNS = ("run_id", "recipe", "student", "family", "kind", "params", "resolution", "mode",
                 "seed", "teacher", "teacher_kind", "epochs_run", "test_accuracy", "best_accuracy",
@@ -22,8 +24,6 @@ QUANT_FIELDS = ("bytes", "accuracy", "drop_points")
 KEY_FLAGS = ("dataset", "data_size", "teacher", "teacher_size", "teacher_epochs", "epochs",
              "batch_size", "learning_rate", "limit", "test_limit", "temperature",
              "student_loss_weight", "quantization", "max_quantization_drop")
-DISTILLED_MODES = ("kd", "kd+ft")
-_MODE_ORDER = {"scratch": 0, "kd": 1, "kd+ft": 2}
 DASH = "—"
 
 
@@ -175,7 +175,7 @@ def group_runs(runs):
 
     def order(key):
         student, resolution, mode, teacher = key
-        return (sort_key(student), sort_key(resolution), _MODE_ORDER.get(mode, 3),
+        return (sort_key(student), sort_key(resolution), modes.order(mode),
                 sort_key(mode), sort_key(teacher))
     return {key: groups[key] for key in sorted(groups, key=order)}
 
@@ -260,10 +260,10 @@ def kd_gains(runs):
     groups = group_runs(runs)
     scratch = {}
     for (student, resolution, mode, _), group in groups.items():
-        if mode == "scratch":
+        if mode == modes.SCRATCH:
             scratch.setdefault((student, resolution), []).extend(group)
     return [(*key, group, scratch[key[:2]]) for key, group in groups.items()
-            if key[2] in DISTILLED_MODES and key[:2] in scratch]
+            if key[2] in modes.SHIPPED and key[:2] in scratch]
 
 
 def gain(kd_runs, scratch_runs):
@@ -344,7 +344,7 @@ def config_section(study):
 def _teachers(runs):
     found = {}
     for run in runs:
-        if run.get("teacher") and run.get("mode") != "scratch":
+        if run.get("teacher") and run.get("mode") != modes.SCRATCH:
             found.setdefault(run["teacher"], run)
     return [f"{name} ({run.get('teacher_kind') or DASH}, {run.get('teacher_resolution') or DASH}"
             f" px, test accuracy {fmt(run.get('teacher_accuracy'), 100)} %)"

@@ -9,7 +9,7 @@ import re
 import shlex
 import warnings
 
-from tfkd.bench.ssh_connection import RemoteCommandFailed, SshError, tail
+from tfkd.bench.targets.ssh_errors import RemoteCommandFailed, SshError, tail
 
 # The per-run folder: under /tmp so that a crashed run leaves nothing once the board reboots,
 # and named by mktemp, so runs in parallel never share one.

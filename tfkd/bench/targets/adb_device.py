@@ -8,7 +8,7 @@ cannot be read (SELinux hides much of /sys from the shell user on some phones) i
 import logging
 import re
 
-logger = logging.getLogger("android_bench")
+logger = logging.getLogger("tfkd.bench")
 
 # At or above this the battery is warm enough that phones throttle their CPUs.
 HOT_BATTERY_C = 40.0
@@ -82,7 +82,7 @@ def primary_abi(props):
 
 
 def describe(client):
-    """The `BenchResult.device` dict of the device behind `client` (an `adb.Adb`).
+    """The `BenchResult.device` dict of the device behind `client` (an `adb_client.Adb`).
 
     Returns:
         serial, manufacturer, model, android_release, sdk, abi, abilist, soc_manufacturer,

@@ -1,4 +1,4 @@
-"""Running `adb`: finding it, choosing the device, remote commands with status and timeout.
+"""`adb` for the adb target: finding it, choosing the device, commands with status and timeout.
 
 Every remote command is one string built here with `shlex.quote` per word, because `adb shell`
 joins its arguments and hands them to the device's shell as one command line. Local arguments
@@ -13,9 +13,9 @@ import shutil
 import signal
 import subprocess
 
-from android_bench.errors import (CHOOSE, AdbError, AdbNotFound, AdbTimeout, DeviceLost,
-                                  DeviceNotReady, MultipleDevices, NoDevice, RemoteCommandFailed,
-                                  classify, not_ready_message, tail)
+from tfkd.bench.targets.adb_errors import (CHOOSE, AdbError, AdbNotFound, AdbTimeout,
+                                           DeviceLost, DeviceNotReady, MultipleDevices, NoDevice,
+                                           RemoteCommandFailed, classify, not_ready_message, tail)
 
 # Echoed after every remote command: old adbd (no shell protocol) makes `adb shell` exit 0
 # whatever the command did, so the remote status travels in the output instead.

@@ -12,109 +12,27 @@ authenticated connection (OpenSSH multiplexing: ControlMaster), so a board that 
 per handshake (a Pi Zero) pays that once per run instead of once per command.
 
 A command that runs past its timeout has its local `ssh` killed and raises `SshTimeout`; what it
-started on the board is the caller's to stop (see `tfkd.bench.ssh`). Exit status 255 means ssh
-itself failed; its message is turned into an error that says what to do.
+started on the board is the caller's to stop (`tfkd.bench.targets.ssh` does it). Exit status 255
+means ssh itself failed; its message is turned into an error that says what to do.
 """
 
 import contextlib
 import dataclasses
 import os
-import re
 import shutil
 import signal
 import subprocess
 import tempfile
 from typing import Optional
 
-TAIL_LINES = 15
+from tfkd.bench.targets.ssh_errors import (RemoteCommandFailed, SshError, SshNotInstalled,
+                                           SshTimeout, classify, tail)
+
 # ssh returns the remote command's status, or 255 when it could not run it at all.
 SSH_FAILED = 255
 # Seconds an idle shared connection outlives its last command if we never get to close it.
 _CONTROL_PERSIST_S = 60
 _DRAIN_S = 1
-
-
-class SshError(RuntimeError):
-    """A command could not be run on the board; `reason` says what to do.
-
-    Attributes:
-        reason: one line saying what went wrong and what to do.
-        detail: the last lines ssh (or the command) printed on stderr.
-        stdout: what the command printed on stdout before it failed.
-    """
-
-    def __init__(self, reason, detail="", stdout=""):
-        super().__init__(reason, detail)
-        self.reason, self.detail, self.stdout = reason, detail, stdout
-
-    def __str__(self):
-        return f"{self.reason}\nssh said:\n{self.detail}" if self.detail else self.reason
-
-
-class SshNotInstalled(SshError):
-    """The OpenSSH client is not on this machine."""
-
-
-class SshAuthenticationError(SshError):
-    """The board refused the login (no key it accepts, wrong user)."""
-
-
-class SshHostKeyError(SshError):
-    """The board's host key is unknown or changed, and host-key checking is on."""
-
-
-class SshConnectionError(SshError):
-    """No ssh connection: refused, timed out, unknown host name, no route."""
-
-
-class SshTimeout(SshError):
-    """A command ran past its timeout; its local ssh was killed."""
-
-
-class RemoteCommandFailed(SshError):
-    """The remote command ran and exited with a nonzero status (`status`)."""
-
-    def __init__(self, reason, detail="", stdout="", status=None):
-        super().__init__(reason, detail, stdout)
-        self.status = status
-
-
-# (pattern in ssh's stderr, error class, advice); the first match wins.
-_SSH_FAILURES = (
-    (r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key for .* has "
-     r"changed|No \S+ host key is known", SshHostKeyError,
-     "the host key of {host} is not in known_hosts, or has changed, and host-key checking is "
-     "on: connect once by hand ({manual}) to check and accept it; if the board was reinstalled, "
-     "remove the old key with `ssh-keygen -R {host}` first"),
-    (r"UNPROTECTED PRIVATE KEY FILE|bad permissions", SshAuthenticationError,
-     "ssh refuses a private key that others can read: chmod 600 the identity file"),
-    (r"Permission denied|Too many authentication failures|No more authentication methods",
-     SshAuthenticationError,
-     "{dest} refused the login (only key authentication is tried, never passwords): set up a "
-     "key with `ssh-copy-id{port_opt} {dest}`, or pass identity_file= the private key the "
-     "board accepts; check the user name"),
-    (r"Connection refused", SshConnectionError,
-     "nothing accepts ssh connections on {host} port {port}: check the host and port, and that "
-     "the ssh server runs on the board (sudo systemctl enable --now ssh; on Raspberry Pi OS, "
-     "enable SSH in raspi-config)"),
-    (r"Could not resolve hostname|Name or service not known|nodename nor servname|"
-     r"Temporary failure in name resolution", SshConnectionError,
-     "cannot resolve the host name {host}: check its spelling, or use the board's IP address "
-     "(.local names need mDNS: avahi-daemon on the board, nss-mdns here)"),
-    (r"timed out|Connection timeout", SshConnectionError,
-     "no answer from {host} port {port} within connect_timeout_s={connect_timeout_s} s: check "
-     "that the board is on and on the network, the address and port, and firewalls"),
-    (r"No route to host|Network is unreachable|Host is down", SshConnectionError,
-     "{host} cannot be reached: check that the board is on and on this network"),
-    (r"Connection (?:closed|reset) by|kex_exchange_identification|Broken pipe", SshConnectionError,
-     "{host} closed the connection: its sshd may refuse this client (AllowUsers, MaxStartups, "
-     "fail2ban) or have crashed; try `ssh {manual_args}` by hand"),
-    (r"Bad configuration option|command-line line|keyword .* extra arguments|"
-     r"unsupported option|Unsupported option", SshError,
-     "ssh rejected an option: check ssh_options (each 'Key=Value') and config_file"),
-    (r"Identity file .* not accessible|No such identity", SshAuthenticationError,
-     "the identity file cannot be read: check the identity_file path"),
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,11 +136,15 @@ class SshConnection:
         (the default since OpenSSH 9.0) does not, and a name without specials means the same in
         both. Sources must be absolute so that a ':' in them cannot be read as host:path.
         """
+        return [*self._scp_options(), "--", *sources, f"{self._scp_host()}:{remote_dir}/"]
+
+    def _scp_options(self):
         argv = [_client("scp"), "-B", *self._options()]
         argv += ["-P", str(self.port)] if self.port else []
-        argv += ["-o", f"User={self.user}"] if self.user else []
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return [*argv, "--", *sources, f"{host}:{remote_dir}/"]
+        return argv + (["-o", f"User={self.user}"] if self.user else [])
+
+    def _scp_host(self):
+        return f"[{self.host}]" if ":" in self.host else self.host
 
     def run(self, command, timeout_s, *, what="command"):
         """Runs `command` on the board: (exit status, stdout, stderr), decoded as UTF-8.
@@ -249,6 +171,20 @@ class SshConnection:
         if code != 0:
             raise RemoteCommandFailed(f"scp could not copy {', '.join(files)} to {remote_dir} on "
                                       f"{self.host} (exit status {code})", tail(err), out, code)
+
+    def pull(self, remote_path, local_path, timeout_s):
+        """Copies the board's `remote_path` (a name that needs no quoting, as in `scp_argv`) to
+        `local_path` with one scp.
+
+        Raises:
+            FileNotFoundError: scp failed (typically: no such file on the board).
+        """
+        argv = [*self._scp_options(), "--", f"{self._scp_host()}:{remote_path}",
+                os.path.abspath(local_path)]
+        code, out, err = self._execute(argv, timeout_s, "copying a file back")
+        if code != 0:
+            raise FileNotFoundError(f"scp could not copy {remote_path} from {self.host} (exit "
+                                    f"status {code}): {tail(err, 3)}")
 
     def _execute(self, argv, timeout_s, what):
         # A session of its own: Ctrl-C in the terminal then reaches only us, so the caller can
@@ -278,11 +214,7 @@ class SshConnection:
                   "port_opt": f" -p {self.port}" if self.port else "",
                   "connect_timeout_s": self.connect_timeout_s, "manual_args": manual_args,
                   "manual": f"ssh {manual_args}"}
-        for pattern, error_class, advice in _SSH_FAILURES:
-            if re.search(pattern, err, re.I):
-                return error_class(advice.format(**fields), tail(err), out)
-        return SshError(f"ssh to {self.dest} failed (exit status 255); try `ssh {manual_args}` "
-                        "by hand to see why", tail(err), out)
+        return classify(err, out, fields)
 
 
 def _whole_seconds(connection):
@@ -318,8 +250,3 @@ def _kill(proc, communicate=False):
 
 def _text(data):
     return (data or b"").decode("utf-8", "replace")
-
-
-def tail(text, n=TAIL_LINES):
-    """The last `n` non-blank lines of `text`."""
-    return "\n".join([line.rstrip() for line in text.splitlines() if line.strip()][-n:])

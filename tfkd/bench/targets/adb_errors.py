@@ -1,4 +1,4 @@
-"""The errors of android_bench: each says what went wrong and what to do about it."""
+"""The errors of the adb target (`android_bench` re-exports them): each says what to do."""
 
 import re
 

@@ -1,0 +1,226 @@
+"""A study's settings as one typed object: what the engine, data, teacher and export read.
+
+    config = tfkd.recipes.resolution_sweep.Config(resolutions=(32, 48), seeds=(0, 1))
+    rows = tfkd.recipes.resolution_sweep.run(config)
+
+`StudyConfig` holds the settings every recipe shares; each recipe subclasses it with its own
+fields (and its own defaults, by declaring a field again). The command line builds the same
+object from absl flags (`tfkd.recipes.cli`): every field is a flag of the same name, its help
+text is the field's `help` metadata, and a study folder's config.json records the fields in the
+flags' spelling, so a study started from Python resumes from the command line and back.
+"""
+
+import dataclasses
+import typing
+
+import tfkd
+
+# Settings that change how a study is shown or executed, not what it computes: they may differ
+# between runs, and between the shards of one study (--shard_index) on different machines.
+PRESENTATION = ("verbose", "output_dir", "name", "strategy", "shard_index", "num_shards")
+
+
+class ConfigError(ValueError):
+    """A setting a study cannot run with.
+
+    The message names settings as Python fields (`epochs=0`); `as_flags()` renders the same
+    message with command-line flags (`--epochs=0`), which is what the recipes' mains print.
+    """
+
+    def __init__(self, render):
+        self._render = render
+        super().__init__(render(lambda name: name))
+
+    def as_flags(self):
+        """The message with each setting spelled as its flag."""
+        return self._render(lambda name: f"--{name}")
+
+
+def setting(default, help, *, choices=None):  # noqa: A002 - the word absl and argparse use
+    """A config field with the help text of its flag (and its allowed values, if a few)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def show(values):
+    """A list setting as the command line writes it: `32,40,48`."""
+    if isinstance(values, (list, tuple)):
+        return ",".join(str(v) for v in values)
+    return str(values)
+
+
+@dataclasses.dataclass
+class StudyConfig:
+    """The settings every recipe shares. See each field's help (or `--helpfull`)."""
+
+    dataset: str = setting("fashion_mnist", "Dataset: fashion_mnist, image_folder:PATH or "
+                           "tfds:NAME.")
+    data_size: int = setting(28, "Side the dataset is loaded at; each model gets the batches "
+                             "resized to its own input side.")
+    teacher: str = setting("convnet_m", "Teacher model (tfkd.list_models()).")
+    teacher_size: int = setting(28, "Teacher input side.")
+    teacher_epochs: int = setting(3, "Most epochs to train the teacher for (early stopping may "
+                                  "end sooner).")
+    teacher_patience: int = setting(2, "Early stopping: epochs without a better held-out "
+                                    "accuracy before the teacher stops.")
+    epochs: int = setting(3, "Training epochs per student run.")
+    batch_size: int = setting(128, "Global batch size: with several replicas (--strategy) each "
+                              "gets batch_size / replicas per step.")
+    learning_rate: float = setting(2e-3, "Peak Adam learning rate (cosine decay to zero over "
+                                   "each run).")
+    limit: int = setting(5000, "Training examples used (the first N of the split); 0: all.")
+    teacher_limit: int = setting(30000, "Training examples the teacher learns from (the first "
+                                 "N); 0: the same as --limit. A teacher that saw more data than "
+                                 "the students is the usual KD setting.")
+    test_limit: int = setting(0, "Test examples used; 0: all.")
+    seeds: tuple[int, ...] = setting((0,), "Seeds; every run is repeated once per seed and the "
+                                     "report gives mean and std over them.")
+    temperature: float = setting(4.0, "KD temperature.")
+    student_loss_weight: float = setting(0.5, "Weight of the hard-label loss in KD (the rest "
+                                         "goes to distillation).")
+    output_dir: str = setting("runs", "Root folder: the study goes to "
+                              "OUTPUT_DIR/<recipe>/<name>/.")
+    name: str = setting("default", "Study name. The same command with the same name resumes "
+                        "it, skipping finished runs.")
+    targets: tuple[str, ...] = setting(("local",), "Where to time each exported student: "
+                                       "local, adb, adb:SERIAL or ssh:user@host[:port]; empty: "
+                                       "no latency.")
+    bench_threads: tuple[int, ...] = setting((1, 2), "CPU thread counts for latency.")
+    delegates: tuple[str, ...] = setting(("xnnpack",), "Delegates to time each exported "
+                                         "student with, on every target: xnnpack, gpu, nnapi "
+                                         "or none (the builtin CPU kernels).")
+    quantization: str = setting("int8", "TFLite export of each student, checked against the "
+                                "float model on the test split; none: no export and no "
+                                "latency.", choices=(*tfkd.export.QUANTIZATIONS, "none"))
+    max_quantization_drop: float = setting(1.0, "Accuracy points the export may lose before it "
+                                           "is flagged.")
+    teacher_cache: str = setting("auto", "auto: run each teacher once over the train and test "
+                                 "splits, store its logits (tfkd.TeacherCache, in the teacher's "
+                                 "folder) and distil every student from them; off: run the "
+                                 "teacher on every student step. auto falls back to off for "
+                                 "splits too large to hold in memory.", choices=("auto", "off"))
+    verbose: int = setting(2, "Keras progress bar per epoch: 0 quiet, 1 bar, 2 a line per "
+                           "epoch.")
+    strategy: str = setting("default", "tf.distribute strategy: default (one device), mirrored "
+                            "(every GPU of this machine), multi_worker (machines listed in "
+                            "$TF_CONFIG) or tpu.", choices=tuple(tfkd.distribute.STRATEGIES))
+    shard_index: int = setting(0, "This machine's share of the runs: 0 .. --num_shards - 1. "
+                               "Shards write into the same run layout; python -m tfkd.report "
+                               "merges their study folders.")
+    num_shards: int = setting(1, "Machines the runs are split across (round-robin in run "
+                              "order); 1: every run here.")
+
+    def __post_init__(self):
+        # Lists are tuples (hashable, and a config cannot be changed through a shared list);
+        # a lone string is one item, not a sequence of characters.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if _is_sequence_type(field.type) and isinstance(value, (str, int)):
+                value = (value,)
+            if _is_sequence_type(field.type) and isinstance(value, (list, tuple)):
+                setattr(self, field.name, tuple(value))
+
+    def check(self):
+        """Raises `ConfigError` for a setting the study cannot run with, before any work."""
+        for name in ("epochs", "teacher_epochs", "batch_size"):
+            if _int_below(getattr(self, name), 1):
+                raise ConfigError(lambda n, name=name: f"{n(name)}={getattr(self, name)}; "
+                                  "pass at least 1")
+        check_ints(self.seeds, "seeds", 0, "0,1,2")
+        if self.targets:  # checked before any training, used after it
+            check_ints(self.bench_threads, "bench_threads", 1, "1,2")
+        self._check_choices()
+        for target in self.targets:
+            try:
+                tfkd.bench.target_kind(target)
+            except ValueError as e:
+                raise ConfigError(lambda n, e=e: f"{n('targets')}: {e}") from None
+            try:
+                tfkd.bench.check(target, delegate=self.delegates)
+            except ValueError as e:
+                raise ConfigError(lambda n, e=e: f"{n('targets')} with {n('delegates')}: {e}") \
+                    from None
+        check_models(self.teacher)
+        check_sizes([self.teacher_size], self.teacher, "teacher_size")
+        self._check_shards()
+
+    def _check_choices(self):
+        for field in dataclasses.fields(self):
+            choices = field_metadata(type(self), field.name).get("choices")
+            if choices and getattr(self, field.name) not in choices:
+                raise ConfigError(lambda n, f=field: f"{n(f.name)}={getattr(self, f.name)!r}; "
+                                  f"choose one of {', '.join(choices)}")
+        unknown = [d for d in self.delegates if d not in tfkd.bench.DELEGATES]
+        if unknown or not self.delegates:
+            raise ConfigError(lambda n: f"{n('delegates')}={show(self.delegates)}: unknown "
+                              f"delegate(s) {unknown}; choose from "
+                              f"{', '.join(tfkd.bench.DELEGATES)}")
+
+    def _check_shards(self):
+        index, count = self.shard_index, self.num_shards
+        if _int_below(count, 1) or not 0 <= index < count:
+            raise ConfigError(lambda n: (
+                f"{n('shard_index')}={index} {n('num_shards')}={count}: pass "
+                f"{n('num_shards')}=N (N >= 1, the number of machines) and a different "
+                f"{n('shard_index')} from 0 to N-1 on each, e.g. {n('shard_index')}=0 "
+                f"{n('num_shards')}=2 on one and {n('shard_index')}=1 {n('num_shards')}=2 on "
+                "the other"))
+
+    def to_flags(self):
+        """The settings as the command line spells them (lists as strings), for config.json."""
+        return {f.name: ([str(v) for v in getattr(self, f.name)] if _is_sequence_type(f.type)
+                         else getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes):
+        """A copy with `changes` applied (dataclasses.replace)."""
+        return dataclasses.replace(self, **changes)
+
+
+def field_metadata(config_class, name):
+    """The help and choices of field `name`: a subclass that only changes a default inherits
+    them from the class that declared the field."""
+    for klass in config_class.__mro__:
+        declared = klass.__dict__.get("__dataclass_fields__", {}).get(name)
+        if declared is not None and declared.metadata.get("help"):
+            return declared.metadata
+    return {}
+
+
+def _is_sequence_type(annotation):
+    return typing.get_origin(annotation) is tuple
+
+
+def _int_below(value, minimum):
+    return isinstance(value, bool) or not isinstance(value, int) or value < minimum
+
+
+def check_ints(values, name, minimum, example):
+    """A `ConfigError` unless `values` is a non-empty sequence of ints >= `minimum`."""
+    if not values or any(_int_below(v, minimum) for v in values):
+        raise ConfigError(lambda n: f"{n(name)} must be comma-separated integers >= {minimum}, "
+                          f"got {show(values)!r}; e.g. {n(name)}={example}")
+
+
+def check_models(*names, field=None):
+    """A `ConfigError` naming the zoo when a model name is unknown (or, with `field`, when
+    there is no name at all)."""
+    if field and not names:
+        raise ConfigError(lambda n: f"{n(field)} is empty; name at least one model, e.g. "
+                          f"{n(field)}=mobilenetv3_small")
+    known = tfkd.list_models()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        hints = "".join(f" ({u}: {tfkd.models.did_you_mean(u)})" for u in unknown
+                        if tfkd.models.did_you_mean(u))
+        raise ConfigError(lambda n: f"unknown model(s) {unknown}{hints}; choose from {known}")
+
+
+def check_sizes(sizes, model, name):
+    """A `ConfigError` unless every side in `sizes` is one `model` accepts."""
+    if not sizes or any(_int_below(s, 1) for s in sizes):
+        raise ConfigError(lambda n: f"{n(name)} must be comma-separated integers, got "
+                          f"{show(sizes)!r}; e.g. {n(name)}=32,48,64")
+    minimum = tfkd.models.min_image_size(model)
+    too_small = [s for s in sizes if s < minimum]
+    if too_small:
+        raise ConfigError(lambda n: f"{n(name)}={show(sizes)}: {model} needs sides of at least "
+                          f"{minimum}; drop {too_small} or pick another model.")

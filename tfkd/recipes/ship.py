@@ -1,0 +1,34 @@
+"""What happens to a study's answer after training: its TFLite export, checked, and its latency."""
+
+import os
+
+import tfkd
+
+NOTHING = {"tflite": {}, "bench": []}
+
+
+def export_and_bench(config, student, run_dir, data):
+    """Exports `student` as `config.quantization` asks, checks it, and times it on every target.
+
+    Calibrates on training images (`data.calibration`) and evaluates on the test split, so the
+    two never mix.
+
+    Returns:
+        The run's metrics fields: "tflite" (quantization -> path, bytes, accuracy, drop_points,
+        passed, float_ops) and "bench" (a `BenchResult` dict per target, thread count and
+        delegate); both empty with quantization "none".
+    """
+    if config.quantization == "none":
+        return dict(NOTHING)
+    path = os.path.join(run_dir, f"student_{config.quantization}.tflite")
+    check = tfkd.export.export_and_check(
+        student, path, data.test, quantization=config.quantization,
+        representative_data=data.calibration, max_drop_points=config.max_quantization_drop)
+    tflite = {config.quantization: {
+        "path": path, "bytes": check.export.size_bytes, "accuracy": check.tflite_accuracy,
+        "drop_points": check.drop_points, "passed": check.passed,
+        "float_ops": check.export.float_ops}}
+    bench = [result.to_dict() for target in config.targets
+             for result in tfkd.bench.run(path, target, threads=config.bench_threads,
+                                          delegate=config.delegates)]
+    return {"tflite": tflite, "bench": bench}
