@@ -295,6 +295,79 @@ def test_parse_android_logcat_brief_prefixes_and_several_runs_in_the_buffer():
     assert r.extra["warmup_count"] == 5  # not the earlier run's warm-up block (count=124)
 
 
+def test_parse_a_last_run_cut_off_mid_statistics_falls_back_to_the_last_whole_run():
+    cut = CURRENT.split("INFO: Running benchmark for at least 50")[0] + (
+        "INFO: Running benchmark for at least 50 iterations and at least 1 seconds but terminate "
+        "if exceeding 150 seconds.\nINFO: count=812 first=1250 curr=1180 min=11")
+    r = parse(OLDER + cut)  # the phone was unplugged during the second run
+    assert (r.mean_ms, r.count, r.threads) == pytest.approx((3.9987, 250, 2))
+    assert r.extra["incomplete_runs"] == 1
+    assert "1 later run(s) in this output stopped before their timings" in r.extra["warnings"][0]
+    assert "incomplete_runs" not in parse(OLDER).extra
+    with pytest.raises(UnparseableOutput, match="no recognizable timing"):
+        parse(cut)  # no complete run at all
+
+
+def test_parse_logcat_lines_in_the_shortened_form_of_the_tflite_docs():
+    text = "\n".join(f"... tflite  : {line}" for line in CURRENT.replace("INFO: ", "").splitlines())
+    r = parse(text)
+    assert (r.mean_ms, r.median_ms, r.threads, r.init_ms) == pytest.approx(
+        (1.23145, 1.215, 4, 12.345))
+    only = "... tflite  : " + SUMMARY_LINE  # `adb logcat | grep "Inference timings"`
+    assert parse(only).mean_ms == pytest.approx(1.1005)
+
+
+# The Android benchmark app through `adb logcat -s tflite`: statistics lines, no headers; a
+# newer app prints the percentiles on a line of their own.
+APP_LOGCAT = sample("""
+    12-01 09:14:55.101  8812  8840 I tflite  : count=12 first=21543 curr=14210 min=14012 max=21543 avg=15012.5 std=2011
+    12-01 09:14:57.330  8812  8840 I tflite  : count=150 first=14330 curr=14190 min=13890 max=16550 avg=14275.1 std=301
+    12-01 09:14:57.330  8812  8840 I tflite  : p5=13950 median=14240 p95=14820
+""")
+
+
+def test_parse_android_app_statistics_without_running_benchmark_headers():
+    r = parse(APP_LOGCAT)
+    assert (r.count, r.min_ms, r.max_ms, r.std_ms, r.mean_ms) == pytest.approx(
+        (150, 13.89, 16.55, 0.301, 14.2751))
+    assert (r.p5_ms, r.median_ms, r.p95_ms) == pytest.approx((13.95, 14.24, 14.82))
+    assert (r.first_ms, r.warmup_ms, r.extra["warmup_count"]) == pytest.approx((21.543, 15.0125,
+                                                                                12))
+    lone = APP_LOGCAT.splitlines()[1]  # only the steady-state line kept
+    assert parse(lone).count == 150 and parse(lone).first_ms is None
+
+
+def test_parse_thread_count_from_the_tool_else_the_echoed_command_line():
+    assert parse(CURRENT).threads == 4
+    echoed = "$ adb shell /data/local/tmp/benchmark_model --graph=m.tflite --num_threads=3\n"
+    assert parse(echoed + APP_LOGCAT).threads == 3
+    assert parse(echoed + CURRENT).threads == 4  # the tool's own line wins
+    assert parse(APP_LOGCAT).threads is None
+
+
+@pytest.mark.parametrize("text, what", [
+    ("error: device unauthorized.\nThis adb server's $ADB_VENDOR_KEYS is not set\n",
+     "adb says the phone is unauthorized"),
+    ("adb: no devices/emulators found\n", "adb found no phone"),
+    ("/system/bin/sh: /data/local/tmp/benchmark_model: can't execute: Permission denied\n",
+     "the shell could not run the benchmark binary"),
+    ("bash: ./benchmark_model: cannot execute binary file: Exec format error\n",
+     "the shell could not run the benchmark binary"),
+    ('{"latency": {"avg_ms": 1.2, "min_ms": 1.1}, "accelerators": ["CPU"]}\n',
+     "JSON from litert-benchmark"),
+    ("Num evaluation runs: [50]\nReference run latency (avg): 1231 us\n",
+     "output of LiteRT's inference_diff tool"),
+    ("invoked\naverage time: 23.114 ms\n0.864: 653 military uniform\n",
+     "output of LiteRT's label_image example"),
+])
+def test_parse_names_what_the_output_is_when_it_is_not_a_benchmark(text, what):
+    with pytest.raises(UnparseableOutput, match=f"this is not benchmark_model output: {what}.*"
+                                                "tfkd reads the output of LiteRT's "
+                                                "benchmark_model tool") as err:
+        parse(text)
+    assert err.value.text == text
+
+
 def test_parse_records_partial_delegation_and_tolerated_unknown_flags():
     text = CURRENT.replace(
         "and the model graph will be completely executed by the delegate.",

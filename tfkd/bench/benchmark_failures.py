@@ -33,16 +33,26 @@ class BenchmarkFailed(RuntimeError):
 
 
 class UnparseableOutput(ValueError):
-    """The output has no timing this parser recognizes; `text` keeps the whole output."""
+    """The output has no timing this parser recognizes; `text` keeps the whole output.
+
+    Attributes:
+        text: the output.
+        incomplete: True when no timing was found at all (a run cut off, or no run); False when
+            timings were found but contradict each other.
+    """
 
     def __init__(self, text, detail=""):
-        self.text = text
-        detail = f" ({detail})" if detail else ""
-        super().__init__(
-            f"benchmark_model output has no recognizable timing{detail}: expected an "
-            "'Inference timings in us: ...' line or a 'count=N ... avg=...' statistics line after "
-            "the second 'Running benchmark for ...' line. Last lines of output:\n"
-            f"{tail(text) or '(no output)'}")
+        self.text, self.incomplete = text, not detail
+        what = not_a_benchmark(text) if not detail else None
+        if what:
+            message = (f"this is not benchmark_model output: {what}. tfkd reads the output of "
+                       "LiteRT's benchmark_model tool")
+        else:
+            detail = f" ({detail})" if detail else ""
+            message = (f"benchmark_model output has no recognizable timing{detail}: expected an "
+                       "'Inference timings in us: ...' line or a 'count=N ... avg=...' "
+                       "statistics line after the second 'Running benchmark for ...' line")
+        super().__init__(f"{message}. Last lines of output:\n{tail(text) or '(no output)'}")
 
 
 def tail(text, n=TAIL_LINES):
@@ -80,21 +90,54 @@ _FAILURES = tuple((re.compile(pattern), template) for pattern, template in (
 ))
 
 
+# Outputs people mistake for (or capture instead of) benchmark_model's, and what they are.
+_NOT_BENCHMARKS = tuple((re.compile(pattern, re.I | re.M), what) for pattern, what in (
+    (r"device unauthorized|unauthorized\b.*adb|\bunauthorized$",
+     "adb says the phone is unauthorized: unlock it and accept the 'Allow USB debugging?' "
+     "prompt, then run again"),
+    (r"no devices/emulators found|error: device .*not found",
+     "adb found no phone: connect one with USB debugging on (`adb devices` lists it)"),
+    (r"permission denied|not executable|cannot execute|can't execute|exec format error",
+     "the shell could not run the benchmark binary (permission denied or not executable): "
+     "`chmod +x` it, run it from a folder mounted with exec (on Android /data/local/tmp), and "
+     "use a binary built for the device's CPU"),
+    (r"inaccessible or not found|: not found$|no such file or directory",
+     "the shell found no benchmark binary or model at the path given"),
+    (r"^\s*\{.*\"latency\"\s*:\s*\{.*\"avg_ms\"",
+     "JSON from litert-benchmark (ai-edge-litert's CompiledModel benchmark); tfkd reads it "
+     "with tfkd.bench.run(path, tool='litert-benchmark')"),
+    (r"Reference run latency|Test run latency|Num evaluation runs",
+     "output of LiteRT's inference_diff tool (it compares two runs, it does not benchmark)"),
+    (r"average time:|^invoked$", "output of LiteRT's label_image example"),
+    (r"Top-1 accuracy|top_1_accuracy",
+     "output of an accuracy evaluation tool (imagenet_image_classification or similar)"),
+))
+
+
+def not_a_benchmark(text):
+    """What `text` is when it is recognizably something other than benchmark_model output:
+    adb's or the shell's errors, or another LiteRT tool's output; else None."""
+    for pattern, what in _NOT_BENCHMARKS:
+        if pattern.search(text or ""):
+            return what
+    return None
+
+
 def failure_reason(lines):
     """The most specific failure the output's (severity, message) lines report, or None."""
-    flex = sorted({m[1] for _, msg in lines
+    flex = sorted({m[1] for severity, msg, *_ in lines
                    for m in [re.match(r".*Node number \d+ \((Flex\w+)\)", msg, re.I)] if m})
     for pattern, template in _FAILURES:
-        for _, msg in lines:
+        for severity, msg, *_ in lines:
             match = pattern.search(msg)
             if match:
                 return match.expand(template).replace("{flex}", f" ({', '.join(flex)})"
                                                       if flex else "")
-    fatal = [msg for severity, msg in lines if severity == "FATAL"]
+    fatal = [msg for severity, msg, *_ in lines if severity == "FATAL"]
     if fatal:
         return f"benchmark_model aborted: {fatal[0]}"
-    if any(re.match("Benchmarking failed", msg, re.I) for _, msg in lines):
-        errors = [msg for severity, msg in lines
+    if any(re.match("Benchmarking failed", msg, re.I) for severity, msg, *_ in lines):
+        errors = [msg for severity, msg, *_ in lines
                   if severity == "ERROR" and not msg.startswith("Benchmarking failed")]
         return "benchmark_model failed" + (f": {errors[0]}" if errors else "")
     return None

@@ -13,6 +13,7 @@ Android logcat lines, and stdout and stderr interleaved. Two rules keep it hones
   made no warm-up runs, and `count=0 p5=0 median=0 p95=0` for an empty run: those become None.
 """
 
+import collections
 import math
 import re
 
@@ -46,7 +47,14 @@ _PREFIXES = (
     re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]]*\]\s?"),
     re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: ([IWEF]) [^\]]*\]\s?"),
 )
+_ELIDED = re.compile(r"^(?:\.\.\.|\u2026)\s*[\w.-]+\s*:\s?")
 _SEVERITY = re.compile(r"^(INFO|WARN|WARNING|ERROR|FATAL|VERBOSE|DEBUG): ?")
+# Echoed command lines hold the thread count when the tool does not print it.
+_THREADS_FLAG = re.compile(r"--num_threads[= ](\d+)")
+
+
+class _Line(collections.namedtuple("_Line", "severity msg number")):
+    """One line of output: its severity ("" if none), its message and its line number."""
 
 
 def flag_name(arg):
@@ -59,15 +67,40 @@ def parse(text):
 
     Timings are converted from the tool's microseconds to milliseconds. init/first/warm-up/mean
     come from the `Inference timings in us:` summary line, the rest from the statistics line of
-    the last `Running benchmark` block (the first block is the warm-up); if both give the mean
-    and they disagree, the text mixes two runs and parsing fails. Where the text holds several
-    runs (a logcat buffer), only the last `STARTING!` onwards is read.
+    the last `Running benchmark` block (the first block is the warm-up; without those headers,
+    as in logcat captures of the Android app, the last statistics line and the one before it);
+    if both give the mean and they disagree, the text mixes two runs and parsing fails.
+
+    Where the text holds several runs (each from a `STARTING!` line), the last complete one is
+    read; a later run cut off before its timings (an unplugged phone, a timed-out shell) is
+    recorded in `extra["incomplete_runs"]` and a warning.
 
     Raises:
-        BenchmarkFailed: the tool reported a failure, or no timed runs.
-        UnparseableOutput: no timing found.
+        BenchmarkFailed: the tool reported a failure in the last run, or no timed runs.
+        UnparseableOutput: no run has a timing; the message says what the text is instead when
+            it is recognizable (adb's or the shell's errors, another LiteRT tool's output).
     """
     lines = _lines(text)
+    runs = _runs(lines)
+    for cut_off, (start, run) in enumerate(reversed(runs)):
+        try:
+            result = _parse_run(run, lines[:start], text)
+        except UnparseableOutput as error:
+            if error.incomplete and cut_off < len(runs) - 1:
+                continue  # cut off before its timings: the run before it may be whole
+            raise
+        if cut_off:
+            note = (f"{cut_off} later run(s) in this output stopped before their timings "
+                    "(device unplugged or shell timed out?); these numbers are of the last "
+                    "complete run")
+            result.extra["incomplete_runs"] = cut_off
+            result.extra["warnings"] = [note, *result.extra.get("warnings", [])]
+        return result
+    raise UnparseableOutput(text)
+
+
+def _parse_run(lines, before, text):
+    """The `BenchResult` of one run's (severity, message) lines; `before` precedes the run."""
     reason = failure_reason(lines)
     if reason:
         raise BenchmarkFailed(reason, tail(text))
@@ -84,30 +117,39 @@ def parse(text):
     if unconsumed:
         extra["unconsumed_flags"] = unconsumed
     return BenchResult(
-        model_path=params.get("graph", ""), tool=TOOL, threads=_threads(params),
+        model_path=params.get("graph", ""), tool=TOOL, threads=_threads(params, before + lines),
         delegate=_delegate(params, lines), warmup_runs=_int(params.get("min warmup runs")),
         num_runs=_int(params.get("min num runs")), **timing, **_memory(lines),
         extra={k: v for k, v in extra.items() if v not in (None, [], {})})
 
 
 def _lines(text):
-    """(severity, message) per non-blank line, log prefixes removed, from the last STARTING!."""
+    """(severity, message, line number) per non-blank line, log prefixes removed."""
     lines = []
-    for raw in text.splitlines():
+    for number, raw in enumerate(text.splitlines()):
         severity, msg = "", raw.strip()
         for prefix in _PREFIXES:
             match = prefix.match(msg)
             if match:
                 severity, msg = _LEVELS[match.group(1)], msg[match.end():].strip()
                 break
+        else:
+            match = _ELIDED.match(msg)  # "... tflite  : msg", as the TFLite docs print logcat
+            msg = msg[match.end():].strip() if match else msg
         match = _SEVERITY.match(msg)
         if match:
             severity = severity or match.group(1).replace("WARNING", "WARN")
             msg = msg[match.end():].strip()
         if msg:
-            lines.append((severity, msg))
-    starts = [i for i, (_, msg) in enumerate(lines) if msg == "STARTING!"]
-    return lines[starts[-1]:] if starts else lines
+            lines.append(_Line(severity, msg, number))
+    return lines
+
+
+def _runs(lines):
+    """(index of its first line, its lines) for each run: from each STARTING! to the next (one
+    run of every line when there is none)."""
+    starts = [i for i, line in enumerate(lines) if line.msg == "STARTING!"] or [0]
+    return [(a, lines[a:b]) for a, b in zip(starts, [*starts[1:], len(lines)])]
 
 
 def _num(token):
@@ -131,7 +173,7 @@ def _ms(us):
 def _matches(lines, pattern):
     """The matches of `pattern` (case-insensitive) at the start of each message, in order."""
     regex = re.compile(pattern, re.I)
-    return [match for _, msg in lines for match in [regex.match(msg)] if match]
+    return [match for line in lines for match in [regex.match(line.msg)] if match]
 
 
 def _last(lines, pattern, group=1):
@@ -146,28 +188,56 @@ def _bracketed(lines):
             for m in _matches(lines, r"([^\[\]:]+?)\s*:\s*\[(.*)\]$")}
 
 
-def _threads(params):
+def _threads(params, lines):
+    """The tool's own "Num threads: [N]", else the last `--num_threads=N` echoed before."""
     threads = _int(params.get("#threads used for cpu inference", params.get("num threads")))
+    if threads is None:
+        echoed = [m[1] for line in lines for m in [_THREADS_FLAG.search(line.msg)] if m]
+        threads = _int(echoed[-1]) if echoed else None
     return threads if threads is not None and threads >= 1 else None
 
 
 def _run_blocks(lines):
-    """The statistics of each "Running benchmark for ..." block, None where it has no line."""
-    blocks, waiting = [], False
-    for _, msg in lines:
+    """The statistics of each "Running benchmark for ..." block, None where it has no line.
+
+    Without any such header (logcat captures of the Android benchmark app often keep only the
+    statistics lines), each statistics line is a block of its own.
+    """
+    headers = _headed(lines)
+    blocks, waiting, pairs = [], False, None
+    for msg in (line.msg for line in lines):
         if msg.startswith("Running benchmark for"):
             blocks.append(None)
-            waiting = True
-        elif waiting and re.match(r"count=\d+", msg):
+            waiting, pairs = True, None
+        elif (waiting or not headers) and re.match(r"count=\d+", msg):
             # Only a line *starting* with count= counts: op-profiling tables print
             # "Timings (microseconds): count=..." lines of their own later on.
-            blocks[-1], waiting = _stat_line(msg), False
+            pairs = _pairs(msg)
+            if headers:
+                blocks[-1] = _stat_line(pairs)
+            else:
+                blocks.append(_stat_line(pairs))
+            waiting = False
+        elif pairs is not None and re.match(r"(?:p\d+|median)=", msg):
+            # Percentiles printed on a line of their own, after the statistics line.
+            pairs.update(_pairs(msg))
+            blocks[-1] = _stat_line(pairs)
+        else:
+            pairs = None
     return blocks
 
 
-def _stat_line(msg):
-    """{"count", "first", "min", "max", "avg", "std", "p5", "median", "p95"} in us (or None)."""
-    pairs = dict(re.findall(rf"(\w+)=({_NUM})", msg, flags=re.I))
+def _headed(lines):
+    return any(line.msg.startswith("Running benchmark for") for line in lines)
+
+
+def _pairs(msg):
+    return {k.lower(): v for k, v in re.findall(rf"(\w+)=({_NUM})", msg, flags=re.I)}
+
+
+def _stat_line(pairs):
+    """{"count", "first", "min", "max", "avg", "std", "p5", "median", "p95"} in us (or None),
+    from the name=value pairs of a statistics line."""
     stat = {"count": _int(pairs.get("count"))}
     if not stat["count"]:
         return stat  # an empty Stat prints p5=0 median=0 p95=0: not measurements
@@ -193,8 +263,10 @@ def _summary(lines):
 def _timings(lines, text):
     """The BenchResult timing fields in ms and the warm-up run count."""
     blocks = _run_blocks(lines)
-    warm = (blocks[0] if blocks else None) or {}
-    steady = (blocks[-1] if len(blocks) >= 2 else None) or {}
+    headed = _headed(lines)
+    # With headers the first block is the warm-up; without, a lone line is the steady state.
+    warm = (blocks[0] if len(blocks) >= 2 or (headed and blocks) else None) or {}
+    steady = (blocks[-1] if len(blocks) >= 2 or (blocks and not headed) else None) or {}
     summary = _summary(lines)
     mean = _first(summary, "inference (avg)", "no stats", "inference")
     if mean is not None and steady.get("avg") is not None and not math.isclose(
@@ -259,6 +331,7 @@ def _notes(lines):
                              r"|Though (\S+) delegate is explicitly applied"):
         coverage = {"completely": "full", "partially": f"partial ({m[3]} delegate kernels)"}
         delegation[(m[1] or m[4]).lower()] = coverage.get(m[2], "none")
-    return {"warnings": list(dict.fromkeys(msg[:200] for sev, msg in lines if sev == "WARN"))[:10],
+    return {"warnings": list(dict.fromkeys(line.msg[:200] for line in lines
+                                              if line.severity == "WARN"))[:10],
             "delegation": delegation,
             "model_size_mb": _last(lines, rf"The input model file size \(MB\): ({_NUM})")}
