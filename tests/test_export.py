@@ -1,6 +1,8 @@
 """tfkd.export: real conversions, read back from the .tflite, evaluated with LiteRT."""
 
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -208,3 +210,55 @@ def test_quantize_round_trips_with_the_tensors_parameters():
     q = tflite_file.quantize(np.array([0.0, 1.0, 200.0, -100.0]), info)
     assert q.dtype == np.int8 and q.tolist() == [-10, -8, 127, -128]
     np.testing.assert_allclose(tflite_file.dequantize(q, info), [0.0, 1.0, 68.5, -59.0])
+
+
+def test_a_path_that_cannot_be_written_fails_before_any_work(tmp_path):
+    model = tiny_cnn(SIZE, 10)
+    calls = []
+
+    def calibration():
+        calls.append(1)
+        return _calibration()
+
+    folder = tmp_path / "exports.tflite"  # a folder that a user named like the file
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match=f"cannot export to '{folder}': it is a folder; "
+                                                f"pass a file path such as '{folder}/student"):
+        export.to_tflite(model, str(folder), representative_data=calibration)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match=f"cannot export to '{a_file}/deeper/m.tflite': "
+                                                 f"{a_file} is a file, not a folder"):
+        export.to_tflite(model, str(a_file / "deeper" / "m.tflite"),
+                         representative_data=calibration)
+    with pytest.raises(OSError, match="cannot export to '/proc/tfkd-test/m.tflite': "):
+        export.to_tflite(model, "/proc/tfkd-test/m.tflite", representative_data=calibration)
+    assert calls == []  # refused before calibrating or converting
+    assert sorted(os.listdir(tmp_path)) == ["exports.tflite", "notes.txt"]  # no temporary file left
+
+
+def test_an_export_has_the_permissions_of_any_new_file(tmp_path):
+    path = tmp_path / "m.tflite"
+    export.to_tflite(tiny_cnn(SIZE, 10), str(path), quantization="float32")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+_EXPORT_ONCE = """
+import sys
+import keras, tfkd
+keras.utils.set_random_seed(int(sys.argv[2]))
+model = tfkd.create_model("convnet_s", image_size=16, num_classes=10)
+tfkd.export.to_tflite(model, sys.argv[1], quantization="float32")
+"""
+
+
+def test_two_exports_to_one_path_at_once_never_collide(tmp_path):
+    path = tmp_path / "same.tflite"
+    exports = [subprocess.Popen([sys.executable, "-c", _EXPORT_ONCE, str(path), str(seed)],
+                                stderr=subprocess.PIPE, text=True) for seed in (0, 1)]
+    for process in exports:
+        assert process.wait(timeout=300) == 0, process.stderr.read()[-2000:]
+    assert os.listdir(tmp_path) == ["same.tflite"]  # one whole file, no temporary left
+    assert tflite_file.read_info(str(path)).inputs[0].shape == (1, 16, 16, 3)

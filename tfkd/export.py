@@ -11,6 +11,7 @@ Models take raw pixels (0..255), so an int8 or uint8 model takes camera pixels a
 import dataclasses
 import os
 import re
+import tempfile
 import time
 import warnings
 
@@ -88,17 +89,14 @@ def to_tflite(model, path, *, quantization="int8", representative_data=None,
     """
     image_shape = _check_export_args(model, path, quantization, representative_data,
                                      num_calibration_samples, allow_select_tf_ops)
-    options = _converter_options(quantization, allow_select_tf_ops)
-    if quantization in _FULL_INTEGER:
-        images = calibration_images(representative_data, image_shape, num_calibration_samples)
-        options["representative_dataset"] = lambda: ([image[None]] for image in images)
     start = time.perf_counter()
-    directory, name = os.path.split(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # Keras insists on the .tflite suffix, so the temporary name keeps it. One fixed name: a
-    # later export overwrites what a killed one left behind.
-    tmp = os.path.join(directory, f".{name[:-len('.tflite')]}.tmp.tflite")
+    tmp = _temporary_file_beside(path)  # before any work: a bad path fails in a moment
     try:
+        options = _converter_options(quantization, allow_select_tf_ops)
+        if quantization in _FULL_INTEGER:
+            images = calibration_images(representative_data, image_shape,
+                                        num_calibration_samples)
+            options["representative_dataset"] = lambda: ([image[None]] for image in images)
         _convert(model, tmp, image_shape, options)
         os.replace(tmp, path)
     finally:
@@ -109,6 +107,47 @@ def to_tflite(model, path, *, quantization="int8", representative_data=None,
                         quantization=quantization, inputs=info.inputs, outputs=info.outputs,
                         float_ops=info.float_ops, op_counts=info.op_counts,
                         seconds=time.perf_counter() - start)
+
+
+def _temporary_file_beside(path):
+    """A new, empty, uniquely named file in `path`'s folder, to convert into and then rename.
+
+    Checks on the way that `path` can be written: it is not a folder, and its folder exists (or
+    can be made) and takes a new file. Errors name the user's path, never the hidden name.
+    A unique name (Keras insists on the .tflite suffix, so it keeps it) lets two exports to
+    the same path run at once: the last rename wins, and neither writes into the other's file.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot export to {path!r}: it is a folder; pass a file path "
+                                f"such as {os.path.join(path, 'student.tflite')!r}")
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name[:-len('.tflite')]}.",
+                                       suffix=".tmp.tflite")
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(f"cannot export to {path!r}: {_file_on_the_way(directory)} is "
+                                 "a file, not a folder; choose another path") from None
+    except PermissionError:
+        raise PermissionError(f"cannot export to {path!r}: no permission to write in "
+                              f"{directory}; choose a folder you can write to") from None
+    except OSError as e:
+        raise OSError(f"cannot export to {path!r}: {e.strerror} in {directory}; choose "
+                      "another folder") from None
+    os.close(handle)
+    # mkstemp makes the file private (0600); the export gets the permissions of any new file.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
+def _file_on_the_way(directory):
+    """The nearest existing ancestor of `directory` (a file where a folder should be)."""
+    while directory and not os.path.exists(directory):
+        directory = os.path.dirname(directory)
+    return directory
 
 
 def _check_export_args(model, path, quantization, data, num_samples, allow_select_tf_ops):
