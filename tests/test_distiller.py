@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -204,6 +205,41 @@ def test_cross_resolution_teacher_sees_the_resized_batch():
                                float(losses.kl(s, t, None, temperature=4.0)), rtol=1e-4)
 
 
+@pytest.mark.parametrize("kind, expected", [
+    ("softmax", "outputs probabilities on a sample batch"),
+    ("log_softmax", "outputs log-probabilities on a sample batch")])
+def test_error_when_a_softmax_hides_in_a_lambda_layer(kind, expected):
+    base = tiny_cnn(16)
+    squash = keras.layers.Lambda(lambda v: getattr(keras.ops, kind)(v))
+    hidden = keras.Model(base.input, squash(base.output), name="hidden")
+    with pytest.raises(ValueError, match=f"The teacher 'hidden' {expected} .*inside a Lambda "
+                                         "layer or a raw op; tfkd needs logits"):
+        tfkd.Distiller(teacher=hidden, student=tiny_cnn(16))
+
+
+@pytest.mark.parametrize("bad, expected", [
+    (3, "label 3 at position 5 of a batch is outside \\[0, 3\\): the models have 3 classes; "
+        "labels look 1-based"),
+    (7, "label 7 at position 5 .* the data has more classes than the models"),
+    (-1, "label -1 at position 5 .* drop or fix negative labels")])
+def test_a_label_outside_the_classes_is_named_at_its_batch(bad, expected):
+    distiller = make_distiller()
+    x, y = batch(16)
+    y = np.array(y)
+    y[5] = bad  # in the first batch: refused there, before the optimizer's first step
+    before = [w.numpy().copy() for w in distiller.student.trainable_weights]
+    with pytest.raises(ValueError, match=expected):
+        distiller.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    for a, b in zip(before, distiller.student.trainable_weights):
+        np.testing.assert_array_equal(a, b.numpy())
+    with pytest.raises(ValueError, match=expected):
+        distiller.evaluate(x, y, batch_size=8, verbose=0)
+    y[6] = bad
+    with pytest.raises(ValueError, match=rf"label {bad} at position 5 of a batch \(and 1 more "
+                                         r"in that batch\) is outside"):
+        distiller.train_on_batch(x[:8], y[:8])
+
+
 def test_labels_are_required():
     distiller = make_distiller()
     x, _ = batch(16)
@@ -234,6 +270,37 @@ def test_save_load_round_trip_and_training_continues(tmp_path):
     assert got["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     loaded.fit(x, y, epochs=1, batch_size=4, verbose=0)
     assert int(loaded.optimizer.iterations) == 4
+
+
+def _kl_twice(student_logits, teacher_logits, labels, *, temperature):
+    return 2.0 * losses.kl(student_logits, teacher_logits, labels, temperature=temperature)
+
+
+def test_saving_with_an_unregistered_loss_says_the_file_will_not_load(tmp_path):
+    distiller = make_distiller(distillation_loss=_kl_twice)
+    path = tmp_path / "d.keras"
+    with pytest.warns(UserWarning, match=r"distillation_loss '_kl_twice' is not registered with "
+                                         r"Keras, so keras.saving.load_model will not load this "
+                                         r"file: decorate the function with "
+                                         r"@keras.saving.register_keras_serializable"):
+        distiller.save(path)
+    with pytest.raises(Exception, match="Could not locate function '_kl_twice'"):
+        keras.saving.load_model(path)  # the warning told the truth
+
+
+@keras.saving.register_keras_serializable(package="tfkd_tests")
+def _kl_registered(student_logits, teacher_logits, labels, *, temperature):
+    return losses.kl(student_logits, teacher_logits, labels, temperature=temperature)
+
+
+def test_saving_with_a_registered_loss_is_silent_and_loads(tmp_path):
+    registered = _kl_registered
+    distiller = make_distiller(distillation_loss=registered)
+    path = tmp_path / "d.keras"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        distiller.save(path)
+    assert keras.saving.load_model(path).distillation_loss is registered
 
 
 def test_saved_student_loads_without_tfkd(tmp_path):

@@ -10,6 +10,7 @@ teacher's forward pass: the stored logits are used instead.
 """
 
 import inspect
+import warnings
 
 import keras
 import tensorflow as tf
@@ -17,63 +18,9 @@ from keras import ops
 
 from tfkd import losses as losses_lib
 from tfkd import models as models_lib
+from tfkd.checks import check_classifier, checked_labels, label_errors
 
-
-def _fixed_input_size(model, role):
-    shape = getattr(model, "input_shape", None)
-    if isinstance(shape, list):
-        raise ValueError(f"The {role} has {len(shape)} inputs; tfkd distills single-input "
-                         "image classifiers.")
-    if shape is None or len(shape) != 4 or None in shape[1:3]:
-        raise ValueError(f"The {role} {model.name!r} has no fixed input size (input shape "
-                         f"{shape}); build it with keras.Input(shape=(height, width, 3)), e.g. "
-                         "tfkd.create_model(name, image_size=..., num_classes=...).")
-    return tuple(int(v) for v in shape[1:3])
-
-
-def _num_classes(model, role):
-    shape = model.output_shape
-    if isinstance(shape, list) or len(shape) != 2 or shape[-1] is None:
-        raise ValueError(f"The {role} {model.name!r} must output (batch, classes) logits, but "
-                         f"its output shape is {shape}.")
-    return int(shape[-1])
-
-
-def _applies_softmax(model):
-    last = model.layers[-1]
-    if isinstance(last, keras.layers.Softmax):
-        return True
-    activation = getattr(last, "activation", None)
-    return activation is keras.activations.softmax or getattr(activation, "__name__", "") in (
-        "softmax", "log_softmax")
-
-
-def _check_logits(model, role):
-    # Softmax outputs would be softened a second time by the temperature and KL would be taken
-    # between near-uniform distributions: training runs but the student learns little. Refuse
-    # early rather than guess (taking the log of probabilities would hide a wrong model).
-    if _applies_softmax(model):
-        raise ValueError(
-            f"The {role} {model.name!r} ends in a softmax; tfkd needs logits. Rebuild it "
-            "without the softmax (keras.applications: classifier_activation=None; Dense: "
-            "activation=None), or wrap it: keras.Model(model.input, model.layers[-1].input) "
-            "when the softmax is a separate layer.")
-
-
-def check_classifier(model, role):
-    """((height, width), classes) of `model`, checked: a single-input `keras.Model` with a fixed
-    input size that outputs (batch, classes) logits, not probabilities.
-
-    Raises:
-        TypeError: not a `keras.Model`.
-        ValueError: with what to do, for a free input size, another output shape or a softmax.
-    """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"The {role} must be a keras.Model, got {type(model).__name__}.")
-    size = _fixed_input_size(model, role)
-    classes = _num_classes(model, role)
-    _check_logits(model, role)
-    return size, classes
+__all__ = ["Distiller", "build_optimizer", "check_classifier", "resize_images"]
 
 
 def _resolve_loss(distillation_loss):
@@ -207,6 +154,7 @@ class Distiller(keras.Model):
             raise ValueError("Distiller needs labels: pass (images, labels) batches to fit() "
                              "and evaluate(). With student_loss_weight=0 they still feed "
                              "the accuracy and DKD.")
+        y = checked_labels(y, self._class_count)  # a clear error, not a NaN loss or a graph trace
         sample_weight, cached = self._split_cached_logits(sample_weight)
         if y_pred is None:
             y_pred = self(x, training=training)
@@ -230,6 +178,24 @@ class Distiller(keras.Model):
         self.agreement_tracker.update_state(agree)
         # Each replica returns its share of the global mean, as Keras's own losses do.
         return total / _replicas()
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`; a label outside [0, classes) raises a ValueError naming it."""
+        with label_errors(self._class_count):
+            return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`; a label outside [0, classes) raises a ValueError naming it."""
+        with label_errors(self._class_count):
+            return super().evaluate(*args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        with label_errors(self._class_count):
+            return super().train_on_batch(*args, **kwargs)
+
+    def test_on_batch(self, *args, **kwargs):
+        with label_errors(self._class_count):
+            return super().test_on_batch(*args, **kwargs)
 
     def _call_loss(self, student_logits, teacher_logits, labels, sample_weight):
         kwargs = dict(self._loss_kwargs, temperature=self.temperature)
@@ -276,15 +242,38 @@ class Distiller(keras.Model):
         })
         return config
 
+    def save(self, filepath, *args, **kwargs):
+        """`keras.Model.save`; warns when a callable distillation_loss will not load back."""
+        _warn_if_unregistered(self.distillation_loss)
+        return super().save(filepath, *args, **kwargs)
+
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         for key in ("teacher", "student"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         if not isinstance(config["distillation_loss"], str):
+            # An unregistered function fails here with Keras's own "Could not locate
+            # function" message; `save` warned about it when the file was written.
             config["distillation_loss"] = keras.saving.deserialize_keras_object(
                 config["distillation_loss"])
         return cls(**config)
+
+
+def _warn_if_unregistered(loss):
+    """Warns when `loss`, a callable, is not registered with Keras: the file would not load."""
+    if isinstance(loss, str):
+        return
+    registered = keras.saving.get_registered_object(keras.saving.get_registered_name(loss))
+    if registered is not loss:
+        name = getattr(loss, "__name__", type(loss).__name__)
+        warnings.warn(
+            f"distillation_loss {name!r} is not registered with Keras, so "
+            "keras.saving.load_model will not load this file: decorate the function with "
+            "@keras.saving.register_keras_serializable(package='my_project') where it is "
+            "defined, and import that module before saving and before load_model (or pass "
+            f"custom_objects={{'{name}': {name}}} to load_model). The student alone, "
+            "distiller.student.save(...), loads without it.", stacklevel=3)
 
 
 def build_optimizer(model):

@@ -42,7 +42,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfkd.distiller import check_classifier, resize_images
+from tfkd.checks import check_classifier
+from tfkd.distiller import resize_images
 
 _FORMAT = 1
 # Rows of the expanded top-k distribution never drop below this probability per class: an exact
