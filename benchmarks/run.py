@@ -36,7 +36,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:  # imported from elsewhere (the tests): siblings must still import
     sys.path.insert(0, HERE)
 
-BENCHMARKS = ["kd_step", "kd_vs_keras", "cached_kd", "input_pipeline", "int8_latency"]
+BENCHMARKS = ["kd_step", "kd_vs_keras", "cached_kd", "input_pipeline", "int8_latency",
+              "image_folder"]
 DEFAULT_OUTPUT = os.path.join(HERE, "results.json")
 START_MARKER = "<!-- perf:start"
 END_MARKER = "<!-- perf:end -->"

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfkd import data
+from tfkd import data, image_folder
 
 DEBIAN = "/usr/share/datasets/fashion-mnist"
 needs_debian = pytest.mark.skipif(
@@ -178,11 +178,13 @@ def test_image_folder_converts_and_skips_corrupt_files_with_one_warning(tmp_path
 
 def test_image_folder_limit_decodes_only_the_first_files(tmp_path):
     root = make_image_folder(tmp_path / "pets")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # dog/broken.png comes after the limit: no warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         x, y = collect(data.load(f"image_folder:{root}", "train", image_size=8, batch_size=4,
                                  limit=3, shuffle=False))
     assert x.shape == (3, 8, 8, 3) and list(y) == [0, 0, 0]
+    # dog/broken.png comes after the limit: never decoded, so never reported as unreadable.
+    assert not [w for w in caught if "broken" in str(w.message)]
 
 
 def test_image_folder_without_splits_holds_out_a_stable_fifth(tmp_path):
@@ -212,6 +214,107 @@ def test_image_folder_without_images_is_a_clear_error(tmp_path, layout, match):
         (tmp_path / f).write_text("x")
     with pytest.raises(ValueError, match=match):
         data.load(f"image_folder:{tmp_path}", "train", image_size=8, batch_size=2)
+
+
+def _png(path, value, size=(8, 8)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", size, value).save(path)
+
+
+def test_image_folder_images_in_nested_folders_belong_to_their_class(tmp_path):
+    _png(tmp_path / "train" / "cat" / "a.png", 10)
+    _png(tmp_path / "train" / "cat" / "2024" / "indoor" / "b.png", 20)
+    _png(tmp_path / "train" / "dog" / "shelter" / "c.png", 30)
+    for cls in ("cat", "dog"):
+        _png(tmp_path / "test" / cls / "t.png", 40)
+    x, y = collect(data.load(f"image_folder:{tmp_path}", "train", image_size=8, batch_size=8,
+                             shuffle=False))
+    assert [int(im[0, 0, 0]) for im in x] == [20, 10, 30] and list(y) == [0, 0, 1]
+
+
+def test_image_folder_problems_are_named_in_one_warning(tmp_path):
+    _png(tmp_path / "train" / "cat" / "a.png", 10)
+    (tmp_path / "train" / "cat" / "labels.csv").write_text("a.png,cat")
+    (tmp_path / "train" / "cat" / "fake.jpg").write_text("<html>404</html>")
+    (tmp_path / "train" / "empty").mkdir()
+    for cls in ("cat", "empty"):
+        _png(tmp_path / "test" / cls / "t.png", 40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x, y = collect(data.load(f"image_folder:{tmp_path}", "train", image_size=8,
+                                 batch_size=8))
+    assert len(x) == 1 and list(y) == [0]
+    (warning,) = [str(w.message) for w in caught]
+    assert f"class folder(s) with no train images: {tmp_path}/train/empty" in warning
+    assert f"skipped 1 unreadable image file(s) (not the format their name says): " \
+           f"{tmp_path}/train/cat/fake.jpg" in warning
+    assert f"ignored 1 file(s) that are not images (.jpg, .jpeg, .png, .bmp, .gif): " \
+           f"{tmp_path}/train/cat/labels.csv" in warning
+    assert caught[0].filename == __file__  # points at the caller's line
+
+
+def test_image_folder_with_a_single_class_warns(tmp_path):
+    for i in range(3):
+        _png(tmp_path / "only" / f"{i}.png", i)
+    with pytest.warns(UserWarning, match=r"only one class \(only\): a classifier needs at "
+                                         "least two class folders"):
+        data.load(f"image_folder:{tmp_path}", "train", image_size=8, batch_size=2)
+
+
+def _big_folder(root, per_class=30):
+    for cls, base in (("a", 0), ("b", 100)):
+        for i in range(per_class):
+            _png(root / "train" / cls / f"{i:03d}.png", base + i, size=(12, 10))
+            _png(root / "test" / cls / f"{i:03d}.png", base + i, size=(12, 10))
+    return root
+
+
+def test_a_large_image_folder_streams_with_the_same_images_and_a_known_length(
+        tmp_path, monkeypatch):
+    root = _big_folder(tmp_path / "big")
+    name = f"image_folder:{root}"
+    in_memory = collect(data.load(name, "test", image_size=8, batch_size=16))
+    monkeypatch.setattr(image_folder, "IN_MEMORY_MAX_FILES", 10)  # 60 files: stream them
+    streamed = data.load(name, "test", image_size=8, batch_size=16)
+    assert int(streamed.cardinality()) == 4  # known, like the in-memory pipeline's
+    x, y = collect(streamed)
+    np.testing.assert_array_equal(x, in_memory[0])
+    np.testing.assert_array_equal(y, in_memory[1])
+    train = data.load(name, "train", image_size=8, batch_size=64, seed=3)
+    first, second = collect(train)[1], collect(train)[1]
+    assert sorted(first) == sorted(in_memory[1]) and list(first) != list(second)  # reshuffled
+
+
+def test_a_streamed_folder_skips_an_undecodable_file_without_ending_the_epoch(
+        tmp_path, monkeypatch):
+    root = _big_folder(tmp_path / "big", per_class=10)
+    (root / "train" / "a" / "005.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    monkeypatch.setattr(image_folder, "IN_MEMORY_MAX_FILES", 5)
+    ds = data.load(f"image_folder:{root}", "train", image_size=8, batch_size=8, shuffle=False)
+    for _ in range(2):  # every epoch has its 20 images, one of them from the next pass
+        x, y = collect(ds)
+        assert len(x) == 20 and 5 not in {int(im[0, 0, 0]) for im, lb in zip(x, y) if lb == 0}
+
+
+def test_a_streamed_folder_caches_resized_images_on_disk(tmp_path, monkeypatch):
+    root = _big_folder(tmp_path / "big", per_class=10)
+    monkeypatch.setattr(image_folder, "IN_MEMORY_MAX_FILES", 5)
+    cache = tmp_path / "cache"
+    ds = data.load(f"image_folder:{root}", "test", image_size=8, batch_size=8,
+                   cache_dir=str(cache))
+    first = collect(ds)
+    assert any(name.startswith("image_folder-") for name in os.listdir(cache))
+    for png in (root / "test" / "a").glob("*.png"):  # later epochs read the cache, not these
+        png.unlink()
+    np.testing.assert_array_equal(collect(ds)[0], first[0])
+
+
+def test_image_folder_with_more_classes_than_the_model(tmp_path):
+    _big_folder(tmp_path / "big", per_class=2)
+    with pytest.raises(ValueError, match="has 2 classes but num_classes=1; build the model "
+                                         "with num_classes=2"):
+        data.load(f"image_folder:{tmp_path / 'big'}", "train", image_size=8, batch_size=2,
+                  num_classes=1)
 
 
 def test_image_folder_missing_path(tmp_path):

@@ -2,8 +2,8 @@
 
 Models normalize inside their graphs (see DESIGN.md), so the pipeline only decodes, converts
 to RGB and resizes. Every source ends in the same in-memory pipeline
-(`from_tensor_slices -> shuffle -> batch -> map(resize) -> prefetch`), except TFDS, which
-streams.
+(`from_tensor_slices -> shuffle -> batch -> map(resize) -> prefetch`), except TFDS and image
+folders too large to hold in memory, which stream (see `tfkd.image_folder`).
 
     ds = load("fashion_mnist", "train", image_size=32, batch_size=128, limit=12000)
     ds = load("image_folder:/data/flowers", "test", image_size=96, batch_size=32)
@@ -12,11 +12,12 @@ streams.
 
 import gzip
 import os
-import warnings
 import zlib
 
 import numpy as np
 import tensorflow as tf
+
+from tfkd import image_folder
 
 # Overridable so tests can simulate a machine without them.
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -26,25 +27,24 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
                          "Shirt", "Sneaker", "Bag", "Ankle boot"]
 _FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
           "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-# image_folder without train/ and test/: files whose path hashes into this bucket are "test".
-_TEST_PERCENT = 20
 _VALID_NAMES = "'fashion_mnist', 'image_folder:PATH', 'tfds:NAME'"
 _CACHE = {}  # parsed Fashion-MNIST arrays, keyed by file identity: recipes reload them often.
 
 
 def load(name, split, *, image_size, batch_size, limit=None, shuffle=None, seed=0,
-         num_classes=None):
+         num_classes=None, cache_dir=None):
     """Builds a batched, prefetched dataset of `(uint8 RGB images, int32 labels)`.
 
     Args:
       name: `"fashion_mnist"`, `"image_folder:PATH"` or `"tfds:NAME"`. `image_folder` wants one
-        subfolder per class (ids follow sorted folder names). If PATH holds `train/` and
-        `test/`, those are the splits; otherwise a fixed ~20% of files (chosen by a hash of
-        their path, so stable across runs and when files are added) is the test split.
-        Folder images are decoded once, here, and kept in memory; unreadable files are
-        skipped with one warning. `tfds:NAME` streams from TensorFlow Datasets (an optional
-        install) and passes `split` to it unchanged.
+        subfolder per class (ids follow sorted folder names; images in nested folders belong
+        to their class). If PATH holds `train/` and `test/`, those are the splits; otherwise a
+        fixed ~20% of files (chosen by a hash of their path, so stable across runs and when
+        files are added) is the test split. A split of up to
+        `tfkd.image_folder.IN_MEMORY_MAX_FILES` images is decoded once, here, into memory;
+        a larger one streams from disk. Non-images, unreadable files and empty class folders
+        are reported in one warning. `tfds:NAME` streams from TensorFlow Datasets (an
+        optional install) and passes `split` to it unchanged.
       split: `"train"` or `"test"`.
       image_size: int for square images or `(height, width)`.
       batch_size: examples per batch; the last batch may be smaller.
@@ -52,6 +52,8 @@ def load(name, split, *, image_size, batch_size, limit=None, shuffle=None, seed=
       shuffle: shuffle every epoch; None shuffles the train split only.
       seed: shuffle seed, so runs see the same order.
       num_classes: if given, labels must lie in `[0, num_classes)`.
+      cache_dir: for a streamed image folder, a folder for an on-disk cache of the resized
+        images (the first epoch writes it, later ones read it instead of decoding again).
 
     Returns:
       A `tf.data.Dataset` of `(images (B, H, W, 3) uint8, labels (B,) int32)`.
@@ -66,7 +68,8 @@ def load(name, split, *, image_size, batch_size, limit=None, shuffle=None, seed=
     if name == "fashion_mnist":
         x, y = fashion_mnist_arrays(split)
     elif kind == "image_folder" and arg:
-        x, y = _image_folder_arrays(arg, split, _size(image_size), limit)
+        return _image_folder(arg, split, _size(image_size), batch_size, limit, shuffle, seed,
+                             num_classes, cache_dir)
     elif kind == "tfds" and arg:
         return _tfds_dataset(arg, split, _size(image_size), batch_size, limit, shuffle, seed,
                              num_classes)
@@ -115,7 +118,7 @@ def dataset_info(name):
     if name == "fashion_mnist":
         names = list(FASHION_MNIST_CLASSES)
     elif kind == "image_folder" and arg:
-        names = _class_names(_split_dirs(arg)[0])
+        names = image_folder.class_names(image_folder.split_dirs(arg)[0])
     elif kind == "tfds" and arg:
         label = _import_tfds().builder(arg).info.features["label"]
         names = list(label.names)
@@ -138,12 +141,7 @@ def _size(image_size):
     return tuple(int(s) for s in size)
 
 
-def _resize(images, size):
-    """Bilinear resize of uint8 images, rounded back to uint8; a no-op at the right size."""
-    if tuple(images.shape[-3:-1]) == size:
-        return images
-    resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+_resize = image_folder.resize
 
 
 def _to_rgb(images):
@@ -284,79 +282,21 @@ def _read_idx(path, magic, ndim):
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 
-# ---- image folders -------------------------------------------------------------------------
+# ---- image folders (tfkd.image_folder) ----------------------------------------------------
 
-def _split_dirs(path):
-    """Returns (train_dir, test_dir), equal when PATH has no train/ and test/ subfolders."""
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"image_folder: {path} is not a folder")
-    has = [os.path.isdir(os.path.join(path, s)) for s in ("train", "test")]
-    if all(has):
-        return os.path.join(path, "train"), os.path.join(path, "test")
-    if any(has):
-        raise ValueError(f"image_folder: {path} has only one of train/ and test/; "
-                         "give it both, or neither to split it automatically")
-    return path, path
-
-
-def _class_names(directory):
-    names = sorted(d for d in os.listdir(directory)
-                   if not d.startswith(".") and os.path.isdir(os.path.join(directory, d)))
-    if not names:
-        raise ValueError(f"image_folder: no class subfolders in {directory}; expected "
-                         f"{directory}/<class_name>/<image>{'|'.join(_IMAGE_EXTENSIONS)}")
-    return names
-
-
-def _list_images(path, split):
-    """Returns sorted (file, class id) pairs of one split."""
-    train_dir, test_dir = _split_dirs(path)
-    classes = _class_names(train_dir)
-    directory = train_dir if split == "train" else test_dir
-    extra = set(_class_names(directory)) - set(classes)
-    if extra:
-        raise ValueError(f"image_folder: {directory} has classes {sorted(extra)} that "
-                         f"{train_dir} lacks; both splits need the same class folders")
-    files = []
-    for label, cls in enumerate(classes):
-        folder = os.path.join(directory, cls)
-        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-        names = [n for n in names if n.lower().endswith(_IMAGE_EXTENSIONS)]
-        if train_dir == test_dir:
-            names = [n for n in names if _is_test_file(cls, n) == (split == "test")]
-        files += [(os.path.join(folder, n), label) for n in names]
-    if not files:
-        raise ValueError(f"image_folder: no {split} images ({', '.join(_IMAGE_EXTENSIONS)}) "
-                         f"under {directory}")
-    return files
-
-
-def _is_test_file(cls, filename):
-    # A hash of the relative path, not file order, so adding files never moves old ones.
-    return zlib.crc32(f"{cls}/{filename}".encode()) % 100 < _TEST_PERCENT
-
-
-def _image_folder_arrays(path, split, size, limit=None):
-    files = _list_images(path, split)[:limit]
-    images, labels, bad = [], [], []
-    for file, label in files:
-        try:
-            with open(file, "rb") as f:
-                # Decoded here, once, so a bad file is found now and never mid-epoch.
-                # channels=3 turns grey into RGB and drops alpha; GIFs give their first frame.
-                image = tf.io.decode_image(f.read(), channels=3, expand_animations=False)
-            images.append(_resize(image, size).numpy())
-            labels.append(label)
-        except (OSError, tf.errors.OpError):
-            bad.append(file)
-    if bad:
-        warnings.warn(f"image_folder: skipped {len(bad)} unreadable image file(s) of "
-                      f"{len(files)} in {path}: {', '.join(bad[:5])}"
-                      f"{', ...' if len(bad) > 5 else ''}", stacklevel=3)
-    if not images:
-        raise ValueError(f"image_folder: none of the {len(files)} {split} images under "
-                         f"{path} could be read")
-    return np.stack(images), np.asarray(labels, np.int32)
+def _image_folder(path, split, size, batch_size, limit, shuffle, seed, num_classes, cache_dir):
+    files, labels = image_folder.list_split(path, split)
+    files, labels = files[:limit], labels[:limit]
+    classes = len(image_folder.class_names(image_folder.split_dirs(path)[0]))
+    if num_classes is not None and classes > num_classes:
+        raise ValueError(f"image_folder:{path} has {classes} classes but num_classes="
+                         f"{num_classes}; build the model with num_classes={classes}")
+    if len(files) <= image_folder.IN_MEMORY_MAX_FILES:
+        x, y = image_folder.load_arrays(files, labels, size, path)
+        return from_numpy(x, y, image_size=size, batch_size=batch_size, shuffle=shuffle,
+                          seed=seed)
+    return image_folder.stream(files, labels, size, batch_size, shuffle=shuffle, seed=seed,
+                               cache_dir=cache_dir)
 
 
 # ---- TFDS ----------------------------------------------------------------------------------
