@@ -26,6 +26,9 @@ setup(
         "hub": ["keras-hub==0.32.*"],
         # Importing tfmot flips tf.keras to tf_keras for the whole process: opt-in only.
         "qat": ["tensorflow-model-optimization==0.8.1", "tf-keras==2.21.*"],
-        "dev": ["pytest>=8", "pillow"],
+        # TFDS datasets (tfds:NAME); importlib_resources is needed at download time.
+        "tfds": ["tensorflow-datasets==4.9.*", "importlib_resources"],
+        # The tests cover the optional paths too: `make test` installs them.
+        "dev": ["pytest>=8", "pillow", "tensorflow-datasets==4.9.*", "importlib_resources"],
     },
 )

@@ -3,15 +3,17 @@
 import gzip
 import os
 import sys
+import time
 import types
 import warnings
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 from PIL import Image
 
-from tfkd import data, image_folder
+from tfkd import data, image_folder, tfds_source
 
 DEBIAN = "/usr/share/datasets/fashion-mnist"
 needs_debian = pytest.mark.skipif(
@@ -326,24 +328,71 @@ def test_image_folder_missing_path(tmp_path):
 
 def test_tfds_missing_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import now fails
-    with pytest.raises(ImportError, match="pip install tensorflow-datasets"):
+    with pytest.raises(ImportError, match=r"pip install 'tfkd\[tfds\]'"):
         data.load("tfds:cifar10", "train", image_size=32, batch_size=8)
 
 
-def test_tfds_images_are_mapped_to_the_common_format(monkeypatch):
-    label = types.SimpleNamespace(num_classes=3, names=["a", "b", "c"])
-    info = types.SimpleNamespace(features={"label": label})
-    images = tf.data.Dataset.range(5).map(
-        lambda i: (tf.fill([10, 7, 1], tf.cast(i * 50, tf.uint8)), i % 3))
-    fake = types.SimpleNamespace(load=lambda *a, **k: (images, info),
-                                 builder=lambda name: types.SimpleNamespace(info=info))
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
-    x, y = collect(data.load("tfds:fake", "test", image_size=4, batch_size=2, limit=4))
+class TfkdTinyShades(tfds.core.GeneratorBasedBuilder):
+    """A real TFDS dataset, prepared from memory: 6 train and 4 test images of one grey each."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(10, 7, 1)),
+                "label": tfds.features.ClassLabel(names=["a", "b", "c"])}),
+            supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(6), "test": self._generate_examples(4)}
+
+    def _generate_examples(self, count):
+        for i in range(count):
+            yield i, {"image": np.full((10, 7, 1), i * 50, np.uint8), "label": i % 3}
+
+
+@pytest.fixture
+def tfds_dir(tmp_path, monkeypatch):
+    """A TFDS data folder holding the prepared tiny dataset, as $TFDS_DATA_DIR."""
+    TfkdTinyShades(data_dir=str(tmp_path)).download_and_prepare()
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_tfds_images_are_mapped_to_the_common_format(tfds_dir):
+    x, y = collect(data.load("tfds:tfkd_tiny_shades", "test", image_size=4, batch_size=2,
+                             limit=4))
     assert x.shape == (4, 4, 4, 3) and x.dtype == np.uint8 and y.dtype == np.int32
-    assert [im[0, 0, 0] for im in x] == [0, 50, 100, 150] and list(y) == [0, 1, 2, 0]
-    assert data.dataset_info("tfds:fake") == {"num_classes": 3, "class_names": ["a", "b", "c"]}
+    # TFDS stores examples in an order of its own: compare (grey, label) pairs.
+    assert sorted(zip(x[:, 0, 0, 0].tolist(), y.tolist())) == [(0, 0), (50, 1), (100, 2),
+                                                               (150, 0)]
+    assert data.dataset_info("tfds:tfkd_tiny_shades") == {"num_classes": 3,
+                                                           "class_names": ["a", "b", "c"]}
     with pytest.raises(ValueError, match="3 classes .*num_classes=3"):
-        data.load("tfds:fake", "test", image_size=4, batch_size=2, num_classes=2)
+        data.load("tfds:tfkd_tiny_shades", "test", image_size=4, batch_size=2, num_classes=2)
+
+
+def test_tfds_offline_without_a_local_copy_fails_in_seconds_saying_what_to_do(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "empty"))
+    # Port 9 on this machine refuses at once: the same path as a machine with no network.
+    monkeypatch.setattr(tfds_source, "DOWNLOAD_SERVER", ("127.0.0.1", 9))
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError) as error:
+        data.load("tfds:tfkd_tiny_shades", "train", image_size=8, batch_size=2)
+    assert time.perf_counter() - start < 30  # not TFDS's minutes of retries
+    message = str(error.value)
+    assert message.startswith(f"tfds:tfkd_tiny_shades is not in TFDS's data folder "
+                              f"({tmp_path}/empty/tfkd_tiny_shades/1.0.0 does not exist)")
+    assert "127.0.0.1 is unreachable" in message
+    assert "tfds.builder('tfkd_tiny_shades').download_and_prepare()" in message
+    assert f"into {tmp_path}/empty here (or set TFDS_DATA_DIR" in message
+
+
+def test_tfds_unknown_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="tfds:no_such_set: .*tfds.list_builders"):
+        data.load("tfds:no_such_set", "train", image_size=8, batch_size=2)
 
 
 @pytest.mark.parametrize("name", ["mnist", "image_folder:", "tfds", "cifar10"])

@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from tfkd import image_folder
+from tfkd import image_folder, tfds_source
 
 # Overridable so tests can simulate a machine without them.
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -120,7 +120,7 @@ def dataset_info(name):
     elif kind == "image_folder" and arg:
         names = image_folder.class_names(image_folder.split_dirs(arg)[0])
     elif kind == "tfds" and arg:
-        label = _import_tfds().builder(arg).info.features["label"]
+        label = tfds_source.builder(arg).info.features["label"]
         names = list(label.names)
     else:
         raise ValueError(f"unknown dataset {name!r}; valid names are {_VALID_NAMES}")
@@ -299,21 +299,13 @@ def _image_folder(path, split, size, batch_size, limit, shuffle, seed, num_class
                                cache_dir=cache_dir)
 
 
-# ---- TFDS ----------------------------------------------------------------------------------
-
-def _import_tfds():
-    try:
-        import tensorflow_datasets as tfds  # Optional: only for "tfds:NAME".
-    except ImportError as e:
-        raise ImportError("dataset 'tfds:...' needs TensorFlow Datasets: "
-                          "pip install tensorflow-datasets") from e
-    return tfds
-
+# ---- TFDS (tfkd.tfds_source) --------------------------------------------------------------
 
 def _tfds_dataset(name, split, size, batch_size, limit, shuffle, seed, num_classes):
-    ds, info = _import_tfds().load(name, split=split, as_supervised=True, with_info=True,
-                                   shuffle_files=False)
-    label = info.features["label"] if "label" in info.features else None
+    builder = tfds_source.prepared(name)
+    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    features = builder.info.features
+    label = features["label"] if "label" in features else None
     if num_classes is not None and getattr(label, "num_classes", 0) > num_classes:
         raise ValueError(f"tfds:{name} has {label.num_classes} classes (labels up to "
                          f"{label.num_classes - 1}) but num_classes={num_classes}; build the "
