@@ -6,6 +6,8 @@ import keras
 import numpy as np
 import pytest
 
+import tfkd
+
 from tfkd.recipes import engine, folder, training
 from tfkd.recipes.config import ConfigError, StudyConfig
 from tests.helpers import batch, tiny_cnn
@@ -53,6 +55,29 @@ def test_backup_resumes_after_the_last_finished_epoch_and_ignores_a_half_written
             for a, b in zip(resumed.get_weights(), saved)])])
     assert epochs == [2, 3, 4]
     assert int(resumed.optimizer.iterations) == 5 * 4  # the optimizer state came back too
+
+
+def _compiled_with_dropout(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = tfkd.create_model("convnet_s", image_size=8, num_classes=3, dropout_rate=0.5)
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_a_resumed_run_draws_the_dropout_masks_an_uninterrupted_one_would(tmp_path):
+    x, y = batch(8, n=32)
+    whole = _compiled_with_dropout()
+    whole.fit(x, y, epochs=4, verbose=0, batch_size=8, shuffle=False)
+    killed = _compiled_with_dropout()
+    with pytest.raises(Killed):
+        killed.fit(x, y, epochs=4, verbose=0, batch_size=8, shuffle=False, callbacks=[
+            training.AtomicBackupAndRestore(str(tmp_path / "b")), KillAfter(1)])
+    resumed = _compiled_with_dropout(seed=1)  # another process: other initial masks
+    resumed.fit(x, y, epochs=4, verbose=0, batch_size=8, shuffle=False,
+                callbacks=[training.AtomicBackupAndRestore(str(tmp_path / "b"))])
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_history_rows_of_a_retrained_epoch_replace_the_old_ones(tmp_path):

@@ -12,6 +12,8 @@ import os
 
 import keras
 
+from tfkd.models.dropout import with_saved_dropout_state  # noqa: F401 - public
+
 # The family table. A new family is one file in this folder plus one name here.
 FAMILIES = ("convnet", "efficientnet", "mobilenet", "mobilevit", "vit")
 

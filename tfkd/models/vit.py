@@ -24,6 +24,7 @@ import keras
 from keras import layers, ops
 
 from tfkd.models._options import check_options
+from tfkd.models.dropout import Dropout
 
 FAMILY = "vit"
 KIND = "vit"
@@ -217,13 +218,13 @@ def _encoder_block(x, spec, options, prefix):
         dropout=options["attention_dropout_rate"],
         name=f"{prefix}_attention",
     )(y, y)
-    y = layers.Dropout(options["dropout_rate"], name=f"{prefix}_attention_dropout")(y)
+    y = Dropout(options["dropout_rate"], name=f"{prefix}_attention_dropout")(y)
     x = layers.Add(name=f"{prefix}_attention_residual")([x, y])
     y = layers.LayerNormalization(epsilon=_LN_EPSILON, name=f"{prefix}_norm2")(x)
     # Exact (erf) GELU as in the reference models; TFLite has a builtin GELU op for it.
     y = layers.Dense(spec["mlp_dim"], activation="gelu", name=f"{prefix}_mlp_in")(y)
     y = layers.Dense(spec["dim"], name=f"{prefix}_mlp_out")(y)
-    y = layers.Dropout(options["dropout_rate"], name=f"{prefix}_mlp_dropout")(y)
+    y = Dropout(options["dropout_rate"], name=f"{prefix}_mlp_dropout")(y)
     return layers.Add(name=f"{prefix}_mlp_residual")([x, y])
 
 
@@ -262,7 +263,7 @@ def build(name, *, image_size, num_classes, patch_size=None, **options):
     grid = (height // patch_size) * (width // patch_size)
     x = layers.Reshape((grid, spec["dim"]), name="patch_tokens")(x)
     x = TokenEmbedding(2 if spec["distilled"] else 1, name="token_embedding")(x)
-    x = layers.Dropout(options["dropout_rate"], name="embedding_dropout")(x)
+    x = Dropout(options["dropout_rate"], name="embedding_dropout")(x)
     for index in range(spec["depth"]):
         x = _encoder_block(x, spec, options, prefix=f"block{index}")
     x = layers.LayerNormalization(epsilon=_LN_EPSILON, name="final_norm")(x)

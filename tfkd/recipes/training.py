@@ -22,14 +22,19 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     kill mid-write leaves a broken file (measured: "bad object header version number" on the
     next start). Here each epoch's weights go to a new file, and only then does an atomic
     rename of the metadata point at them; the previous epoch's file is removed after that.
+
+    The metadata also keeps the random state of every dropout layer, which Keras's weights
+    files leave out (keras-team/keras#19796): a resumed run draws the masks the uninterrupted
+    one would have, so it ends with the same weights.
     """
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
         name = f"epoch-{self._current_epoch}.weights.h5"
         self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
+        seeds = [v.numpy().tolist() for v in _seed_states(self.model)]
         folder.write_json(self._training_metadata_path,
-                          {"epoch": self._current_epoch, "weights": name})
+                          {"epoch": self._current_epoch, "weights": name, "seed_states": seeds})
         for old in os.listdir(self.backup_dir):
             if old.endswith(".weights.h5") and old != name:
                 os.remove(os.path.join(self.backup_dir, old))
@@ -41,7 +46,16 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
+        states, saved = _seed_states(self.model), metadata.get("seed_states") or []
+        if len(states) == len(saved):  # the same model: restore where its masks had got to
+            for variable, value in zip(states, saved):
+                variable.assign(value)
         self.model._initial_epoch = metadata["epoch"]
+
+
+def _seed_states(model):
+    """The random-state variables of the model's layers (dropout), in a fixed order."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
 class HistoryCSV(keras.callbacks.Callback):
