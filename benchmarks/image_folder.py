@@ -1,7 +1,6 @@
 """`image_folder_memory_ratio`: does a large image folder stream instead of filling memory?
 
-    python benchmarks/run.py --only image_folder   # ~4 min on a 2-core CPU (most of it making
-                                                   # the 20,000 JPEGs)
+    python benchmarks/run.py --only image_folder   # ~70 s on a 2-core CPU
 
 A folder of 20,000 JPEGs (128x128, two classes, made here with Pillow) is loaded at 96 px in
 batches of 128 twice, each in a fresh process: streamed (`tfkd.image_folder.stream`, what
@@ -11,7 +10,10 @@ two epochs, the seconds before the first batch, and images/s over each epoch.
 
 The headline is the streamed peak growth over the in-memory one; target <= 0.25. The same
 comparison on 2,000 images, where the in-memory path is kept, is in `raw` (`small`): its later
-epochs are what the in-memory path buys.
+epochs are what the in-memory path buys. Measured 2026-12-02 (two runs): 20,000 images, 45-51
+MB streamed against 2,350-2,370 MB in memory (0.019-0.022); streamed epochs 4,600-7,500
+images/s (the lower with other work on the CPU) with the first batch after 0.4 s; in memory
+19.5 s of decoding before the first batch, then 109,000 images/s.
 """
 
 import json
