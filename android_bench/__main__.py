@@ -27,31 +27,50 @@ def _int_list(text):
     return values
 
 
+_EXAMPLES = """examples:
+  python -m android_bench --list_devices
+  python -m android_bench student_int8.tflite
+  python -m android_bench student_int8.tflite --threads 1,4 --delegates xnnpack,gpu
+  python -m android_bench student_int8.tflite --serial R58M123ABC --taskset f0 \\
+      --enable_op_profiling --output_dir runs/phone
+"""
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="python -m android_bench", description=__doc__.split(
-        "\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+        "\n\n")[1], epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="the .tflite model on this machine")
-    p.add_argument("--serial", help="device serial (default $ANDROID_SERIAL or the only one)")
-    p.add_argument("--threads", type=_int_list, default=[1], help="thread counts, e.g. 1,4")
+    p.add_argument("--serial", help="the device to use (default: $ANDROID_SERIAL, else the "
+                   "only one attached)")
+    p.add_argument("--threads", type=_int_list, default=[1],
+                   help="CPU thread counts, one run each, e.g. 1,4 (default: 1)")
     p.add_argument("--delegates", type=_word_list, default=None,
-                   help=f"delegates, one run each, from {', '.join(DELEGATE_WORDS)} "
-                        "(default xnnpack), e.g. xnnpack,gpu")
+                   help=f"delegates, one run each, from {', '.join(DELEGATE_WORDS)} (builtin "
+                        "CPU kernels), e.g. xnnpack,gpu (default: xnnpack)")
     p.add_argument("--use_gpu", action="store_true", help="deprecated: --delegates xnnpack,gpu")
     p.add_argument("--use_nnapi", action="store_true",
                    help="deprecated: --delegates xnnpack,nnapi")
     p.add_argument("--no_xnnpack", action="store_true", help="deprecated: --delegates none")
-    p.add_argument("--taskset", help="hex CPU mask to pin the tool to, e.g. f0 (big cores)")
+    p.add_argument("--taskset", help="hex CPU mask to pin the tool to, e.g. f0 (the big cores "
+                   "of many phones) (default: no pinning)")
     p.add_argument("--enable_op_profiling", action="store_true",
-                   help="profile each op; the CSVs land in --output_dir")
-    p.add_argument("--benchmark_binary", help="benchmark_model for the phone (default: the "
-                   "official prebuilt for its ABI, cached or downloaded)")
-    p.add_argument("--num_runs", type=int, default=50)
-    p.add_argument("--warmup_runs", type=int, default=5)
-    p.add_argument("--min_secs", type=float, default=None, help="minimum seconds of timed runs")
-    p.add_argument("--timeout_s", type=float, default=300, help="limit per adb command")
-    p.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR)
-    p.add_argument("--adb", help="the adb executable (default $ADB, else adb on PATH)")
-    p.add_argument("--list_devices", action="store_true", help="list devices and exit")
+                   help="also time each op; the CSVs land in --output_dir (default: off)")
+    p.add_argument("--benchmark_binary", help="a benchmark_model built for the phone (default: "
+                   "the official prebuilt for its ABI, cached or downloaded once)")
+    p.add_argument("--num_runs", type=int, default=50,
+                   help="timed runs per setting, at least (default: 50)")
+    p.add_argument("--warmup_runs", type=int, default=5,
+                   help="untimed runs before timing (default: 5)")
+    p.add_argument("--min_secs", type=float, default=None, help="time for at least this many "
+                   "seconds, beyond --num_runs (default: the tool's own, 1 s)")
+    p.add_argument("--timeout_s", type=float, default=300,
+                   help="limit in seconds for each adb command, runs included (default: 300)")
+    p.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR, help="where results.jsonl is "
+                   f"appended and op profiles go (default: {DEFAULT_OUTPUT_DIR})")
+    p.add_argument("--adb", help="the adb executable (default: $ADB, else adb on PATH)")
+    p.add_argument("--list_devices", action="store_true",
+                   help="list the attached devices, with what to do about any not ready, "
+                        "and exit")
     return p
 
 
@@ -78,11 +97,16 @@ def _delegates(args):
 
 
 def _print_devices(devices):
+    from tfkd.bench.targets.adb_errors import not_ready_message
+
     if not devices:
-        print("no devices attached (see `adb devices`)")
+        print("no devices attached: connect a phone with USB debugging on (Settings > "
+              "Developer options), then check `adb devices`")
     for d in devices:
         pairs = " ".join(f"{k}:{v}" for k, v in d.properties.items())
         print(f"{d.serial}\t{d.state}\t{pairs}".rstrip())
+        if d.state != "device":  # the same advice a run gives for this device
+            print(f"  -> {not_ready_message(d.serial, d.state)}")
 
 
 def _describe(info):

@@ -59,8 +59,11 @@ class Server:
             self.process.wait()
 
 
-def start(folder):
+def start(folder, sftp=True):
     """Starts sshd on a free port with everything under `folder` (a fresh directory).
+
+    With `sftp=False` the server offers no SFTP subsystem (as Dropbear and some stripped-down
+    board images): OpenSSH 9's scp then fails unless told to use the legacy protocol (-O).
 
     Raises:
         Unavailable: sshd or ssh-keygen is missing, or sshd would not start.
@@ -77,7 +80,7 @@ def start(folder):
     (folder / "authorized_keys").write_text((folder / "id_test.pub").read_text())
     port = _free_port()
     config = folder / "sshd_config"
-    config.write_text(_config(folder, port))
+    config.write_text(_config(folder, port, sftp))
     _drop_unknown_options(sshd, config)
     log = open(folder / "sshd.log", "wb")
     process = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
@@ -98,7 +101,7 @@ def _sshd():
     raise Unavailable("sshd not installed: apt install openssh-server")
 
 
-def _config(folder, port):
+def _config(folder, port, sftp=True):
     lines = [
         "ListenAddress 127.0.0.1", f"Port {port}", f"HostKey {folder / 'host_key'}",
         f"AuthorizedKeysFile {folder / 'authorized_keys'}", f"PidFile {folder / 'sshd.pid'}",
@@ -111,7 +114,7 @@ def _config(folder, port):
         "PermitRootLogin prohibit-password", f"AllowUsers {getpass.getuser()}",
         "LogLevel ERROR", "UseDNS no", "PrintMotd no", "MaxStartups 50",
         # scp speaks SFTP since OpenSSH 9; internal-sftp needs no helper binary.
-        "Subsystem sftp internal-sftp", *_OPTIONAL,
+        *(["Subsystem sftp internal-sftp"] if sftp else []), *_OPTIONAL,
     ]
     return "\n".join(lines) + "\n"
 

@@ -8,6 +8,7 @@ what the real tool prints. The real adb is never run: PATH holds only the double
 
 import json
 import os
+import re
 import pathlib
 import shlex
 import stat
@@ -395,6 +396,18 @@ def test_tool_failure_removes_the_run_and_writes_nothing(phone, tmp_path, monkey
     assert not (tmp_path / "out").exists()
 
 
+def test_a_failing_script_is_shown_by_its_first_line_and_the_devices_output(phone):
+    client = adb_lib.Adb(adb_lib.find_adb(), SERIAL, timeout_s=10)
+    script = "echo checking the run folder\nls /no/such/folder\nfalse"
+    with pytest.raises(android_bench.RemoteCommandFailed) as error:
+        client.shell(script)
+    message = str(error.value)
+    assert message.startswith(f"`echo checking the run folder ... (2 more lines)` failed on "
+                              f"{SERIAL} with exit status 1; the device said:\n")
+    assert "checking the run folder" in message.split("said:")[1]
+    assert "ls /no/such/folder" not in message.split("said:")[0]  # not the whole script
+
+
 @pytest.mark.parametrize("exit_status", [True, False])
 def test_failure_seen_when_adb_shell_always_exits_zero(phone, monkeypatch, exit_status):
     phone.save(exit_status=exit_status)  # False: old adbd, CRLF output, adb always exits 0
@@ -574,6 +587,37 @@ def test_cli_run_failure_exits_1(phone, monkeypatch, capsys):
 def test_cli_list_devices(phone, capsys):
     assert main(["--list_devices"]) == 0
     assert capsys.readouterr().out.startswith(f"{SERIAL}\tdevice\tusb:1-1 product:beyond1lte")
+
+
+def test_cli_list_devices_says_what_to_do_about_each_device_not_ready(phone, capsys):
+    phone.save(devices=[device_entry(SERIAL, "device"), device_entry("0123AB", "unauthorized"),
+                        device_entry("emulator-5554", "offline")])
+    assert main(["--list_devices"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{SERIAL}\tdevice") and not lines[1].startswith(f"{SERIAL}")
+    advice = [line for line in lines if line.startswith("  -> ")]
+    assert len(advice) == 2
+    assert "device 0123AB is not ready (state 'unauthorized'): unlock the phone and accept the " \
+        "'Allow USB debugging?'" in advice[0]
+    assert "device emulator-5554 is not ready (state 'offline'): replug the cable" in advice[1]
+    phone.save(devices=[])
+    assert main(["--list_devices"]) == 0
+    assert "no devices attached: connect a phone with USB debugging on" in capsys.readouterr().out
+
+
+def test_cli_help_gives_examples_and_every_flags_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "examples:\n  python -m android_bench --list_devices" in text
+    assert "--threads 1,4 --delegates xnnpack,gpu" in text
+    from android_bench.__main__ import _parser
+    options = [a for a in _parser()._actions if a.option_strings and a.dest != "help"]
+    lacking = [a.option_strings[0] for a in options if not a.help
+               or ("(default:" not in a.help and not a.help.startswith("deprecated")
+                   and a.dest != "list_devices")]
+    assert len(options) == 16 and lacking == []
+    assert all(a.option_strings[0] in text for a in options)
 
 
 def test_cli_deprecated_delegate_flags_still_work_with_a_one_line_notice(phone, tmp_path,

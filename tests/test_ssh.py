@@ -7,6 +7,7 @@ argv it got.
 import ast
 import glob
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -179,6 +180,26 @@ def test_litert_runner_times_the_model_on_the_board(server, model, run_dirs):
     assert device["machine"] == os.uname().machine and device["cpu_count"] == os.cpu_count()
     assert device["release"] == os.uname().release and device["system"] == "Linux"
     assert not os.path.exists(results[0].extra["remote_dir"])
+
+
+@pytest.fixture(scope="module")
+def server_without_sftp(tmp_path_factory):
+    """A board whose sshd has no SFTP subsystem (Dropbear, stripped-down images)."""
+    try:
+        running = sshd.start(tmp_path_factory.mktemp("sshd_no_sftp"), sftp=False)
+    except sshd.Unavailable as reason:
+        pytest.skip(str(reason))
+    yield running
+    running.stop()
+
+
+def test_a_board_without_sftp_is_copied_to_with_the_legacy_scp_protocol(
+        server_without_sftp, model, run_dirs, caplog):
+    with caplog.at_level(logging.INFO, logger="tfkd.bench"):
+        (result,) = bench(server_without_sftp, model, tool="litert", num_runs=5,
+                          python=sys.executable)
+    assert result.mean_ms > 0 and result.target == server_without_sftp.target()
+    assert "offers no SFTP subsystem; copying with scp -O (legacy protocol)" in caplog.text
 
 
 def test_litert_runner_without_xnnpack_and_with_min_secs(server, model, run_dirs):

@@ -70,9 +70,9 @@ def output_root(config):
 def note_shard_teacher(config):
     """Says, when a shard trains a teacher, how to share one teacher across shards."""
     if config.num_shards > 1:
-        print(f"shard {config.shard_index} of {config.num_shards} trains this teacher itself; for one "
-              "teacher shared by every shard, start the others once one has saved it (into the "
-              "same folder, or copy that study folder to each machine)", flush=True)
+        print(f"shard {config.shard_index} of {config.num_shards} trains this teacher itself; "
+              "for one teacher shared by every shard, start the others once one has saved it "
+              "(into the same folder, or copy that study folder to each machine)", flush=True)
 
 
 def shard_runs(runs, shard_index, num_shards):

@@ -15,7 +15,8 @@ import subprocess
 
 from tfkd.bench.targets.adb_errors import (CHOOSE, AdbError, AdbNotFound, AdbTimeout,
                                            DeviceLost, DeviceNotReady, MultipleDevices, NoDevice,
-                                           RemoteCommandFailed, classify, not_ready_message, tail)
+                                           RemoteCommandFailed, classify, first_line,
+                                           not_ready_message, tail)
 
 # Echoed after every remote command: old adbd (no shell protocol) makes `adb shell` exit 0
 # whatever the command did, so the remote status travels in the output instead.
@@ -191,18 +192,20 @@ class Adb:
             RemoteCommandFailed: `check` and the command exited nonzero.
         """
         wrapped = f"{command}; s=$?; echo; echo {STATUS_MARKER}$s"
+        shown = first_line(command)  # a script's first line: its output says the rest
         code, out, err = self.run(["shell", wrapped], timeout_s,
-                                  what=f"adb -s {self.serial} shell {command}")
+                                  what=f"adb -s {self.serial} shell {shown}")
         match = _STATUS_LINE.search(out)
-        if match is None or (code != 0 and classify(err, self.serial, command)):
+        if match is None or (code != 0 and classify(err, self.serial, shown)):
             # The remote shell never reached the echo: adb failed or the link broke.
-            raise classify(err + out, self.serial, command) or DeviceLost(
-                f"adb exited with status {code} before `{command}` finished on {self.serial} "
+            raise classify(err + out, self.serial, shown) or DeviceLost(
+                f"adb exited with status {code} before `{shown}` finished on {self.serial} "
                 f"(the device rebooted or the connection broke?): {tail(err + out)}")
         result = ShellResult(int(match[1]), out[:match.start()], err)
         if check and result.status != 0:
-            raise RemoteCommandFailed(f"`{command}` failed on {self.serial} with exit status "
-                                      f"{result.status}: {tail(result.output + err)}")
+            raise RemoteCommandFailed(f"`{shown}` failed on {self.serial} with exit status "
+                                      f"{result.status}; the device said:\n"
+                                      f"{tail(result.output + err)}")
         return result
 
     def transfer(self, verb, source, dest, *, timeout_s=None):

@@ -96,6 +96,13 @@ def classify(text, serial, command):
     return None
 
 
+def first_line(command):
+    """A command for an error message: its first line, and how many more a script has."""
+    lines = [line for line in command.strip().splitlines() if line.strip()] or [""]
+    more = len(lines) - 1
+    return lines[0].strip() + (f" ... ({more} more line{'s' if more > 1 else ''})" if more else "")
+
+
 def tail(text, n=12):
     """The last `n` non-blank lines of `text`, for error messages."""
     lines = [line.rstrip() for line in text.splitlines() if line.strip()]

@@ -18,7 +18,9 @@ means ssh itself failed; its message is turned into an error that says what to d
 
 import contextlib
 import dataclasses
+import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +32,12 @@ from tfkd.bench.targets.ssh_errors import (RemoteCommandFailed, SshError, SshNot
 
 # ssh returns the remote command's status, or 255 when it could not run it at all.
 SSH_FAILED = 255
+# What OpenSSH 9's scp prints when the server has no SFTP subsystem: "subsystem request failed"
+# on its own connection, only "scp: Connection closed" over a shared one (the master logs the
+# rest). A connection that really broke fails the legacy retry too, and says so then.
+_NO_SFTP = re.compile(r"subsystem request failed|sftp-server.*not found|^\S*scp: Connection "
+                      r"closed", re.I | re.M)
+logger = logging.getLogger("tfkd.bench")
 # Seconds an idle shared connection outlives its last command if we never get to close it.
 _CONTROL_PERSIST_S = 60
 _DRAIN_S = 1
@@ -58,6 +66,8 @@ class SshConnection:
     ssh_options: tuple = ()
     connect_timeout_s: float = 10
     control_path: Optional[str] = None
+    # What this run learnt about the board: {"legacy_scp": True} once its sshd lacked SFTP.
+    learned: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def dest(self):
@@ -139,7 +149,9 @@ class SshConnection:
         return [*self._scp_options(), "--", *sources, f"{self._scp_host()}:{remote_dir}/"]
 
     def _scp_options(self):
-        argv = [_client("scp"), "-B", *self._options()]
+        # -O: the legacy protocol, for a board whose sshd has no SFTP subsystem (`_copy`).
+        legacy = ["-O"] if self.learned.get("legacy_scp") else []
+        argv = [_client("scp"), "-B", *legacy, *self._options()]
         argv += ["-P", str(self.port)] if self.port else []
         return argv + (["-o", f"User={self.user}"] if self.user else [])
 
@@ -166,8 +178,8 @@ class SshConnection:
                 link = os.path.join(os.path.abspath(stage), name)
                 os.symlink(os.path.abspath(local), link)  # scp copies what a link points to
                 sources.append(link)
-            code, out, err = self._execute(self.scp_argv(sources, remote_dir), timeout_s,
-                                           "copying files")
+            code, out, err = self._copy(lambda: self.scp_argv(sources, remote_dir), timeout_s,
+                                        "copying files")
         if code != 0:
             raise RemoteCommandFailed(f"scp could not copy {', '.join(files)} to {remote_dir} on "
                                       f"{self.host} (exit status {code})", tail(err), out, code)
@@ -179,14 +191,30 @@ class SshConnection:
         Raises:
             FileNotFoundError: scp failed (typically: no such file on the board).
         """
-        argv = [*self._scp_options(), "--", f"{self._scp_host()}:{remote_path}",
-                os.path.abspath(local_path)]
-        code, out, err = self._execute(argv, timeout_s, "copying a file back")
+        code, out, err = self._copy(
+            lambda: [*self._scp_options(), "--", f"{self._scp_host()}:{remote_path}",
+                     os.path.abspath(local_path)], timeout_s, "copying a file back")
         if code != 0:
             raise FileNotFoundError(f"scp could not copy {remote_path} from {self.host} (exit "
                                     f"status {code}): {tail(err, 3)}")
 
-    def _execute(self, argv, timeout_s, what):
+    def _copy(self, make_argv, timeout_s, what):
+        """(exit status, stdout, stderr) of one scp; retried once with the legacy protocol
+        (`scp -O`) when the board's sshd has no SFTP subsystem, which OpenSSH 9's scp needs by
+        default (Dropbear and some stripped-down images lack it)."""
+        code, out, err = self._execute(make_argv(), timeout_s, what, scp=True)
+        if code != 0 and not self.learned.get("legacy_scp") and _NO_SFTP.search(err):
+            logger.info("%s offers no SFTP subsystem; copying with scp -O (legacy protocol)",
+                        self.host)
+            self.learned["legacy_scp"] = True
+            code, out, retry_err = self._execute(make_argv(), timeout_s, what, scp=True)
+            err = (f"{err.strip()}\n(the board's sshd has no SFTP subsystem; retried with "
+                   f"scp -O, the legacy protocol:)\n{retry_err}") if code else retry_err
+        if code == SSH_FAILED:
+            raise self._ssh_failure(err, out)
+        return code, out, err
+
+    def _execute(self, argv, timeout_s, what, scp=False):
         # A session of its own: Ctrl-C in the terminal then reaches only us, so the caller can
         # still clean up on the board over a new connection before it gives up.
         with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -203,7 +231,7 @@ class SshConnection:
                 _kill(proc)
                 raise
         out, err = _text(out), _text(err)
-        if proc.returncode == SSH_FAILED:
+        if proc.returncode == SSH_FAILED and not scp:  # `_copy` reads scp's failures first
             raise self._ssh_failure(err, out)
         return proc.returncode, out, err
 
