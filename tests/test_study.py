@@ -5,10 +5,12 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfkd
 
-from tfkd.recipes import engine, folder, training
+from tfkd.checks import label_errors
+from tfkd.recipes import engine, folder, inputs, training
 from tfkd.recipes.config import ConfigError, StudyConfig
 from tests.helpers import batch, tiny_cnn
 
@@ -138,3 +140,15 @@ def test_time_budget_stops_training_mid_epoch():
     budget = training.TimeBudget(budget_s=0.0)
     history = model.fit(x, y, epochs=20, verbose=0, batch_size=8, callbacks=[budget])
     assert len(history.epoch) == 1
+
+
+def test_the_scratch_pipeline_checks_labels_as_the_distiller_does():
+    images, labels = np.zeros((8, 8, 8, 3), np.uint8), np.array([0, 1, 2, 0, 1, 2, 0, 3])
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    model = tiny_cnn(8, 3)
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match=r"label 3 at position 3 of a batch is outside \[0, 3\)"
+                                         ": the models have 3 classes; labels look 1-based"):
+        with label_errors(3):
+            model.fit(inputs.resized(data, 8, num_classes=3), verbose=0)

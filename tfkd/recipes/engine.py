@@ -16,6 +16,7 @@ import keras
 
 import tfkd
 from tfkd import report
+from tfkd.checks import label_errors
 from tfkd.distiller import build_optimizer
 from tfkd.recipes import distributed, folder, inputs, measure, modes, ship, teacher as teachers
 from tfkd.recipes import training
@@ -186,7 +187,8 @@ def train_run(study, spec, config, data, teacher=None):
     if spec.budget_s:
         callbacks.append(training.TimeBudget(spec.budget_s, spent))
     # Training takes minutes: a sample every 50 ms finds the peak without costing the step.
-    with measure.RssSampler(interval_s=0.05) as rss:
+    # A label outside the classes is a ValueError naming it, at its batch (tfkd.checks).
+    with measure.RssSampler(interval_s=0.05) as rss, label_errors(data.num_classes):
         model.fit(train, validation_data=test, epochs=spec.epochs, callbacks=callbacks,
                   verbose=config.verbose, shuffle=False)  # tfkd.data shuffles the train split
     metrics = _describe(spec, student, teacher, folder.history_columns(history_path), rss)
@@ -221,7 +223,8 @@ def _trainable(spec, config, student, teacher, data):
                     metrics=["accuracy"])
     build_optimizer(student)  # as the Distiller does: a faster first step
     size = spec.resolution
-    return student, inputs.resized(data.train, size), inputs.resized(data.test, size)
+    train, test = (inputs.resized(d, size, data.num_classes) for d in (data.train, data.test))
+    return student, train, test
 
 
 def _describe(spec, student, teacher, history, rss):

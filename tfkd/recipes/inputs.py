@@ -6,6 +6,7 @@ import os
 import tensorflow as tf
 
 import tfkd
+from tfkd.checks import checked_labels
 from tfkd.distiller import resize_images
 
 # teacher_cache="auto" holds a split's images in memory while building its cached dataset.
@@ -70,9 +71,13 @@ def num_batches(dataset):
     return n if n >= 0 else sum(1 for _ in dataset)
 
 
-def resized(dataset, size):
-    """The dataset resized exactly as the Distiller will resize it for this model."""
-    return dataset.map(lambda x, y: (resize_images(x, (size, size)), y))
+def resized(dataset, size, num_classes=None):
+    """The dataset resized exactly as the Distiller will resize it for this model; with
+    `num_classes`, its labels are checked as the Distiller checks them (`tfkd.checks`)."""
+    if num_classes is None:
+        return dataset.map(lambda x, y: (resize_images(x, (size, size)), y))
+    return dataset.map(lambda x, y: (resize_images(x, (size, size)),
+                                     checked_labels(y, num_classes)))
 
 
 def distillation_data(config, teacher, data, seed):
