@@ -190,13 +190,13 @@ def test_short_schedule_model_evaluates_above_chance():
     assert broken_accuracy < 0.3  # the failure mode is real, so the test above can catch it
 
 
-def _continued(make, tmp_path, reload):
+def _continued(make, tmp_path, reload, size=16):
     """Weights after two epochs of training, with or without a .keras save and reload between."""
     keras.utils.set_random_seed(0)
     model = make()
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x = np.random.default_rng(0).uniform(0, 255, (32, 32, 32, 3)).astype("float32")
+    x = np.random.default_rng(0).uniform(0, 255, (32, size, size, 3)).astype("float32")
     y = np.arange(32) % 10
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
     if reload:
@@ -207,10 +207,10 @@ def _continued(make, tmp_path, reload):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: tfkd.create_model("vit_micro", image_size=32, num_classes=10, dropout_rate=0.2),
-    lambda: tfkd.models.with_saved_dropout_state(
-        tfkd.create_model("mobilevit_xxs", image_size=32, num_classes=10)),
-], ids=["vit_with_dropout", "mobilevit_opted_in"])
+    lambda: tfkd.create_model("vit_micro", image_size=16, num_classes=10, dropout_rate=0.2),
+    lambda: tfkd.models.with_saved_dropout_state(   # any model; a fast one with dropout here
+        tfkd.create_model("convnet_s", image_size=16, num_classes=10, dropout_rate=0.5)),
+], ids=["vit_with_dropout", "convnet_opted_in"])
 def test_training_continued_after_a_reload_matches_training_without_it(make, tmp_path):
     without = _continued(make, tmp_path, reload=False)
     for a, b in zip(without, _continued(make, tmp_path, reload=True)):
