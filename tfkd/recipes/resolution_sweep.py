@@ -34,6 +34,11 @@ logits) vs scratch, int8 drop, latency:
 With --teacher_cache=off (the teacher running every step) KD gave 0.7887, 0.8179 and 0.8105:
 float16 logits and the order of floating-point work move a 3-epoch run by a few tenths.
 One seed: differences of a few tenths of a point are noise; --seeds=0,1,2 gives mean and std.
+
+On another 2-core machine (Intel Xeon, 2026-12-02) it takes 8 min 12-21 s and gives teacher
+0.9081 and KD/scratch 0.7821/0.7726, 0.8189/0.7969, 0.8108/0.7940 at 32/40/48 px (int8 drops
+0.30, 0.09, 0.03), identically before and after the study engine became a library: the CPU's
+instruction set changes float rounding, and with it a 3-epoch run's last digits.
 """
 
 import dataclasses
