@@ -256,6 +256,11 @@ tfkd.export.to_tflite(model, sys.argv[1], quantization="float32")
 
 def test_two_exports_to_one_path_at_once_never_collide(tmp_path):
     path = tmp_path / "same.tflite"
+    # Each export converts into a file of its own, whether or not the two overlap in time.
+    first, second = (export._temporary_file_beside(str(path)) for _ in range(2))
+    assert first != second and os.path.dirname(first) == str(tmp_path)
+    for tmp in (first, second):
+        os.remove(tmp)
     exports = [subprocess.Popen([sys.executable, "-c", _EXPORT_ONCE, str(path), str(seed)],
                                 stderr=subprocess.PIPE, text=True) for seed in (0, 1)]
     for process in exports:

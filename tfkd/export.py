@@ -11,8 +11,8 @@ Models take raw pixels (0..255), so an int8 or uint8 model takes camera pixels a
 import dataclasses
 import os
 import re
-import tempfile
 import time
+import uuid
 import warnings
 
 import keras
@@ -122,10 +122,13 @@ def _temporary_file_beside(path):
         raise IsADirectoryError(f"cannot export to {path!r}: it is a folder; pass a file path "
                                 f"such as {os.path.join(path, 'student.tflite')!r}")
     directory, name = os.path.split(os.path.abspath(path))
+    # Created with mode 0666 and O_EXCL, so the export gets the permissions of any new file
+    # (the umask applies; mkstemp would make it private) and never opens another's file.
+    tmp = os.path.join(directory, f".{name[:-len('.tflite')]}.{os.getpid()}-"
+                                  f"{uuid.uuid4().hex[:8]}.tmp.tflite")
     try:
         os.makedirs(directory, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name[:-len('.tflite')]}.",
-                                       suffix=".tmp.tflite")
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except (FileExistsError, NotADirectoryError):
         raise NotADirectoryError(f"cannot export to {path!r}: {_file_on_the_way(directory)} is "
                                  "a file, not a folder; choose another path") from None
@@ -135,11 +138,6 @@ def _temporary_file_beside(path):
     except OSError as e:
         raise OSError(f"cannot export to {path!r}: {e.strerror} in {directory}; choose "
                       "another folder") from None
-    os.close(handle)
-    # mkstemp makes the file private (0600); the export gets the permissions of any new file.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     return tmp
 
 
