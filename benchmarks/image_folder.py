@@ -39,7 +39,7 @@ from tfkd.bench.local import RssSampler
 path, how = sys.argv[1], sys.argv[2]
 with RssSampler(interval_s=0.01) as rss:
     start = time.perf_counter()
-    files, labels = image_folder.list_split(path, "train")
+    files, labels, _ = image_folder.list_split(path, "train")
     if how == "stream":
         ds = image_folder.stream(files, labels, (96, 96), 128, shuffle=True, seed=0)
     else:

@@ -285,9 +285,8 @@ def _read_idx(path, magic, ndim):
 # ---- image folders (tfkd.image_folder) ----------------------------------------------------
 
 def _image_folder(path, split, size, batch_size, limit, shuffle, seed, num_classes, cache_dir):
-    files, labels = image_folder.list_split(path, split)
-    files, labels = files[:limit], labels[:limit]
-    classes = len(image_folder.class_names(image_folder.split_dirs(path)[0]))
+    files, labels, names = image_folder.list_split(path, split)
+    files, labels, classes = files[:limit], labels[:limit], len(names)
     if num_classes is not None and classes > num_classes:
         raise ValueError(f"image_folder:{path} has {classes} classes but num_classes="
                          f"{num_classes}; build the model with num_classes={classes}")

@@ -56,7 +56,8 @@ def class_names(directory):
 
 
 def list_split(path, split):
-    """(files, labels) of one split, sorted, with one warning for what looks wrong."""
+    """(files, labels, class names) of one split, sorted, with one warning for what looks
+    wrong."""
     train_dir, test_dir = split_dirs(path)
     classes = class_names(train_dir)
     directory = train_dir if split == "train" else test_dir
@@ -78,7 +79,7 @@ def list_split(path, split):
         raise ValueError(f"image_folder: no {split} images ({', '.join(IMAGE_EXTENSIONS)}) "
                          f"under {directory}")
     _warn(path, split, classes, problems)
-    return files, labels
+    return files, labels, classes
 
 
 def _images_below(folder, problems):

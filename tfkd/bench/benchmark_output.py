@@ -198,12 +198,13 @@ def _threads(params, lines):
 
 
 def _run_blocks(lines):
-    """The statistics of each "Running benchmark for ..." block, None where it has no line.
+    """(the statistics of each "Running benchmark for ..." block, None where it has no line;
+    whether there were such headers).
 
     Without any such header (logcat captures of the Android benchmark app often keep only the
     statistics lines), each statistics line is a block of its own.
     """
-    headers = _headed(lines)
+    headers = any(line.msg.startswith("Running benchmark for") for line in lines)
     blocks, waiting, pairs = [], False, None
     for msg in (line.msg for line in lines):
         if msg.startswith("Running benchmark for"):
@@ -224,11 +225,7 @@ def _run_blocks(lines):
             blocks[-1] = _stat_line(pairs)
         else:
             pairs = None
-    return blocks
-
-
-def _headed(lines):
-    return any(line.msg.startswith("Running benchmark for") for line in lines)
+    return blocks, headers
 
 
 def _pairs(msg):
@@ -262,8 +259,7 @@ def _summary(lines):
 
 def _timings(lines, text):
     """The BenchResult timing fields in ms and the warm-up run count."""
-    blocks = _run_blocks(lines)
-    headed = _headed(lines)
+    blocks, headed = _run_blocks(lines)
     # With headers the first block is the warm-up; without, a lone line is the steady state.
     warm = (blocks[0] if len(blocks) >= 2 or (headed and blocks) else None) or {}
     steady = (blocks[-1] if len(blocks) >= 2 or (blocks and not headed) else None) or {}

@@ -209,8 +209,8 @@ def check_models(*names, field=None):
     known = tfkd.list_models()
     unknown = [name for name in names if name not in known]
     if unknown:
-        hints = "".join(f" ({u}: {tfkd.models.did_you_mean(u)})" for u in unknown
-                        if tfkd.models.did_you_mean(u))
+        hints = "".join(f" ({u}: {hint})" for u in unknown
+                        for hint in [tfkd.models.did_you_mean(u)] if hint)
         raise ConfigError(lambda n: f"unknown model(s) {unknown}{hints}; choose from {known}")
 
 

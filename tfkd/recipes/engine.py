@@ -131,7 +131,7 @@ def open_study(recipe, config):
             raise ConfigError(lambda n: (
                 f"{study.dir} holds a study made with other values of "
                 f"{', '.join(n(k) for k in changed)}; pass {n('name')}=NEW for a new study, or "
-                f"the same {'flags' if n('name') != 'name' else 'settings'} to resume this one"))
+                "the same values to resume this one"))
     study.write_config(recipe, config.name, flags, config.seeds)
     return study
 
@@ -195,7 +195,7 @@ def train_run(study, spec, config, data, teacher=None):
     folder.save_model(student, os.path.join(run_dir, folder.STUDENT))
     shipped = modes.get(spec.mode).shipped
     metrics.update(ship.export_and_bench(config, student, run_dir, data) if shipped
-                   else dict(ship.NOTHING))
+                   else ship.nothing())
     metrics = study.finish(spec.run_id, metrics)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     return metrics

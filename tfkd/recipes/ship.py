@@ -4,7 +4,9 @@ import os
 
 import tfkd
 
-NOTHING = {"tflite": {}, "bench": []}
+def nothing():
+    """The export and latency fields of a run that is not exported."""
+    return {"tflite": {}, "bench": []}
 
 
 def export_and_bench(config, student, run_dir, data):
@@ -19,7 +21,7 @@ def export_and_bench(config, student, run_dir, data):
         delegate); both empty with quantization "none".
     """
     if config.quantization == "none":
-        return dict(NOTHING)
+        return nothing()
     path = os.path.join(run_dir, f"student_{config.quantization}.tflite")
     check = tfkd.export.export_and_check(
         student, path, data.test, quantization=config.quantization,
