@@ -29,6 +29,7 @@ setup(
         # TFDS datasets (tfds:NAME); importlib_resources is needed at download time.
         "tfds": ["tensorflow-datasets==4.9.*", "importlib_resources"],
         # The tests cover the optional paths too: `make test` installs them.
-        "dev": ["pytest>=8", "pillow", "tensorflow-datasets==4.9.*", "importlib_resources"],
+        "dev": ["pytest>=8", "pillow", "tensorflow-datasets==4.9.*", "importlib_resources",
+                "keras-hub==0.32.*"],
     },
 )

@@ -9,9 +9,11 @@ import difflib
 import functools
 import importlib
 import os
+import zipfile
 
 import keras
 
+from tfkd.models import hub, imagenet
 from tfkd.models.dropout import with_saved_dropout_state  # noqa: F401 - public
 
 # The family table. A new family is one file in this folder plus one name here.
@@ -34,7 +36,8 @@ def _family_of(name):
             return _family(family_name)
     hint = did_you_mean(name)
     raise ValueError(f"Unknown model {name!r}; {hint + ' Choose' if hint else 'choose'} one of "
-                     f"{list_models()} (tfkd.models.list_models() lists them).")
+                     f"{list_models()} (tfkd.models.list_models() lists them), or a keras-hub "
+                     "preset as 'hub:PRESET' (tfkd.models.list_models('hub')).")
 
 
 def did_you_mean(name):
@@ -47,15 +50,24 @@ def did_you_mean(name):
 def list_models(family=None):
     """Names of every model in the zoo, optionally of one family ("mobilevit") or kind ("cnn").
 
+    Pretrained models come from two places. `create_model(name, weights="imagenet")` gives the
+    keras.applications families (efficientnet, mobilenet) their ImageNet backbones, and
+    `list_models("hub")` lists keras-hub's image classifier presets as "hub:PRESET" names
+    (ViT, DeiT, EfficientNet, MobileNetV3, ResNet, ...; needs `pip install 'tfkd[hub]'`); a
+    local keras-hub preset folder is "hub:/path/to/folder".
+
     Args:
-        family: None for all models, a family name from `FAMILIES`, or a kind ("cnn", "vit").
+        family: None for all zoo models, a family name from `FAMILIES`, a kind ("cnn",
+            "vit"), or "hub" for keras-hub's presets.
 
     Returns:
         A list of model names, in family-table order.
     """
+    if family == hub.FAMILY:
+        return hub.list_presets()
     if family is not None and family not in FAMILIES and family not in ("cnn", "vit"):
-        raise ValueError(f"Unknown family {family!r}; choose one of {list(FAMILIES)} "
-                         "or a kind: 'cnn', 'vit'.")
+        raise ValueError(f"Unknown family {family!r}; choose one of {list(FAMILIES)}, "
+                         "a kind: 'cnn', 'vit', or 'hub' for keras-hub presets.")
     names = []
     for family_name in FAMILIES:
         module = _family(family_name)
@@ -66,7 +78,22 @@ def list_models(family=None):
 
 def min_image_size(name):
     """The smallest input side `name` accepts (no model is built)."""
+    if hub.is_hub(name):
+        return hub.min_image_size(name)
     return _family_of(name).MIN_IMAGE_SIZE
+
+
+def family_and_kind(name):
+    """(family, kind) of a model name, without building it: ("mobilenet", "cnn")."""
+    if hub.is_hub(name):
+        return hub.FAMILY, hub.describe_preset(name)["kind"]
+    module = _family_of(name)
+    return module.FAMILY, module.KIND
+
+
+def pretrained_models():
+    """The zoo models that `weights="imagenet"` works for (keras.applications families)."""
+    return [n for n in list_models() if hasattr(_family_of(n), "imagenet_file")]
 
 
 def _image_size(name, image_size, min_size):
@@ -94,42 +121,83 @@ def _set_bn_momentum(model, momentum):
 
 def create_model(name, *, image_size, num_classes, weights=None,
                  bn_momentum=DEFAULT_BN_MOMENTUM, **options):
-    """Builds a zoo model that takes raw 0..255 RGB pixels and returns logits.
+    """Builds a model that takes raw 0..255 RGB pixels and returns logits.
 
     Args:
-        name: a name from `list_models()`, e.g. "mobilenetv3_small".
+        name: a name from `list_models()`, e.g. "mobilenetv3_small", or "hub:PRESET" for a
+            keras-hub preset (a name from `list_models("hub")` or a preset folder), which
+            starts from the preset's own weights (see `tfkd.models.hub`).
         image_size: input side as an int, or a (height, width) pair.
         num_classes: number of output logits.
-        weights: None for random initialization, or the path of a `.weights.h5` file saved
-            from the same architecture (`model.save_weights`).
+        weights: None for random initialization (a hub preset: its own weights); "imagenet"
+            for the ImageNet backbone of a keras.applications family (`pretrained_models()`),
+            downloaded by Keras into its cache, under a fresh head; the path of that backbone
+            file as Keras downloads it (e.g. efficientnetb0_notop.h5), for machines without a
+            network; or the path of a `.weights.h5` file saved from the same architecture
+            (`model.save_weights`).
         bn_momentum: momentum of every BatchNormalization layer (see `DEFAULT_BN_MOMENTUM`).
         **options: family-specific options, e.g. `patch_size` for ViTs, `alpha` for
             MobileNetV3; an unknown option raises a ValueError listing the accepted ones.
 
     Returns:
-        A functional `keras.Model` named `name`.
+        A functional `keras.Model` (named `name`, or after the preset for hub models).
     """
-    module = _family_of(name)
-    size = _image_size(name, image_size, module.MIN_IMAGE_SIZE)
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
-    model = module.build(name, image_size=size, num_classes=num_classes, **options)
+    if hub.is_hub(name):
+        model = _create_hub_model(name, image_size, num_classes, weights, options)
+    else:
+        module = _family_of(name)
+        size = _image_size(name, image_size, module.MIN_IMAGE_SIZE)
+        _check_num_classes(num_classes)
+        model = module.build(name, image_size=size, num_classes=num_classes, **options)
+        if weights == "imagenet" or _is_backbone_file(weights):
+            if not hasattr(module, "imagenet_file"):
+                raise ValueError(
+                    f"{name} has no ImageNet weights in keras.applications; these do: "
+                    f"{pretrained_models()}. Other pretrained models: keras-hub presets, "
+                    "create_model('hub:PRESET', ...) (tfkd.models.list_models('hub')).")
+            imagenet.load(model, module, name, size, options, weights)
+        elif weights is not None:
+            _load_weights(model, weights)
     if bn_momentum is not None:
         _set_bn_momentum(model, float(bn_momentum))
+    return model
+
+
+def _create_hub_model(name, image_size, num_classes, weights, options):
+    if options:
+        raise ValueError(f"{name} takes no options (got {sorted(options)}); a keras-hub "
+                         "preset fixes its architecture.")
+    if weights == "imagenet" or _is_backbone_file(weights):
+        raise ValueError(f"{name}: a keras-hub preset comes with its own weights; drop "
+                         "weights= (or pass a .weights.h5 saved from this model).")
+    size = _image_size(name, image_size, hub.min_image_size(name))
+    _check_num_classes(num_classes)
+    model = hub.build(name, image_size=size, num_classes=num_classes)
     if weights is not None:
         _load_weights(model, weights)
     return model
 
 
+def _check_num_classes(num_classes):
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+
+
+def _is_backbone_file(weights):
+    """A legacy .h5 file, as keras.applications downloads (not a .weights.h5 of a tfkd model)."""
+    path = os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else ""
+    return path.endswith((".h5", ".hdf5")) and not path.endswith(".weights.h5")
+
+
 def _load_weights(model, weights):
     if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(f"weights must be None or the path of a .weights.h5 file, got "
-                         f"{weights!r}.")
+        raise ValueError(f"weights must be None, 'imagenet' or the path of a weights file, "
+                         f"got {weights!r}.")
     path = os.fspath(weights)
     if not path.endswith(".weights.h5"):
-        raise ValueError(f"weights={path!r}: expected a '.weights.h5' file written by "
-                         "model.save_weights(); pretrained presets such as 'imagenet' are not "
-                         "bundled with tfkd.")
+        raise ValueError(f"weights={path!r}: expected 'imagenet', an ImageNet backbone file "
+                         "as Keras downloads it (.h5), or a '.weights.h5' file written by "
+                         "model.save_weights().")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights file {path!r} does not exist.")
     try:
@@ -139,21 +207,74 @@ def _load_weights(model, weights):
                          f"image_size/num_classes/options: {err}") from err
 
 
+def load_model(path):
+    """Loads a `.keras` model or Distiller saved by tfkd, with `safe_mode=True`.
+
+    Keras rebuilds a model from the classes its file names, so they must be registered first:
+    this imports tfkd's layers (ViT, MobileViT, dropout) and, for a model built from a
+    keras-hub preset, keras-hub.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no model file {path!r}.")
+    for family_name in FAMILIES:
+        _family(family_name)
+    if _mentions_keras_hub(path):
+        hub.keras_hub()
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def _mentions_keras_hub(path):
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        config = archive.read("config.json") if "config.json" in names else b""
+    return b"keras_hub" in config
+
+
+def freeze_backbone(model, frozen=True):
+    """Freezes (or unfreezes) everything but the classification head of `model`.
+
+    The head is the classifier of a keras-hub model (all but its backbone), the family's head
+    layers for a zoo model (`HEAD_LAYERS`, e.g. MobileNetV3's conv_2 and logits), or else the
+    last layer with weights. A frozen BatchNormalization layer runs in inference mode (Keras 3),
+    so its ImageNet statistics are kept. Recompile after calling this.
+    """
+    classifier = next((layer for layer in model.layers if hasattr(layer, "backbone")), None)
+    if classifier is not None:
+        classifier.backbone.trainable = not frozen
+        return
+    head = set(getattr(_family_of(model.name), "HEAD_LAYERS", ())
+               if model.name in list_models() else ())
+    weighted = [layer for layer in model.layers if layer.weights]
+    head = head or {weighted[-1].name}
+    for layer in weighted:
+        if layer.name not in head:
+            layer.trainable = not frozen
+
+
 def describe(name, *, image_size=224, num_classes=1000):
-    """Family, kind and parameter count of a zoo model.
+    """Family, kind and parameter count of a model (a hub preset is loaded to count them).
 
     Args:
-        name: a name from `list_models()`.
+        name: a name from `list_models()`, or "hub:PRESET".
         image_size: input side the parameters are counted at (matters for ViTs only).
         num_classes: head size the parameters are counted at.
 
     Returns:
-        A dict with keys name, family, kind ("cnn" or "vit"), min_image_size, params.
+        A dict with keys name, family, kind ("cnn" or "vit"), min_image_size, params; a hub
+        preset adds backbone (its keras-hub class) and fixed_size (the side its input is
+        resized to inside the graph, or None).
     """
-    module = _family_of(name)
-    return {"name": name, "family": module.FAMILY, "kind": module.KIND,
-            "min_image_size": module.MIN_IMAGE_SIZE,
+    family, kind = family_and_kind(name)
+    info = {"name": name, "family": family, "kind": kind,
+            "min_image_size": min_image_size(name),
             "params": _count_params(name, image_size, num_classes)}
+    if hub.is_hub(name):
+        preset = hub.describe_preset(name)
+        info.update(backbone=preset["backbone"], fixed_size=preset["fixed_size"])
+    return info
 
 
 @functools.lru_cache(maxsize=None)
