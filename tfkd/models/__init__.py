@@ -9,6 +9,7 @@ import difflib
 import functools
 import importlib
 import os
+import warnings
 import zipfile
 
 import keras
@@ -84,11 +85,36 @@ def min_image_size(name):
 
 
 def family_and_kind(name):
-    """(family, kind) of a model name, without building it: ("mobilenet", "cnn")."""
+    """(family, kind) of a model name, without building it: ("mobilenet", "cnn").
+
+    Given a built `keras.Model` instead (a teacher loaded from a file, say): the zoo's answer
+    for a zoo model's name, ("hub", kind) for a keras-hub model, else ("model", "vit") when
+    it has attention layers and ("model", "cnn") when not.
+    """
+    if isinstance(name, keras.Model):
+        return _family_and_kind_of_model(name)
     if hub.is_hub(name):
         return hub.FAMILY, hub.describe_preset(name)["kind"]
     module = _family_of(name)
     return module.FAMILY, module.KIND
+
+
+def _family_and_kind_of_model(model):
+    if model.name in list_models():
+        return family_and_kind(model.name)
+    layers = list(_all_layers(model))
+    classifier = next((layer for layer in layers if hasattr(layer, "backbone")), None)
+    if classifier is not None:
+        return hub.FAMILY, hub.kind_of_backbone(type(classifier.backbone).__name__)
+    attends = any(isinstance(layer, keras.layers.MultiHeadAttention) for layer in layers)
+    return "model", "vit" if attends else "cnn"
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
 
 
 def pretrained_models():
@@ -221,7 +247,11 @@ def load_model(path):
         _family(family_name)
     if _mentions_keras_hub(path):
         hub.keras_hub()
-    return keras.saving.load_model(path, safe_mode=True)
+    with warnings.catch_warnings():
+        # keras-hub classifiers compile themselves in __init__ with a custom compile(), and
+        # Keras warns on every load that it cannot restore that: nothing is lost.
+        warnings.filterwarnings("ignore", message=r"`compile\(\)` was not called")
+        return keras.saving.load_model(path, safe_mode=True)
 
 
 def _mentions_keras_hub(path):

@@ -70,8 +70,12 @@ def describe_preset(name):
     class_name = config.get("class_name", "")
     shape = (config.get("config") or {}).get("image_shape") or (None, None, 3)
     fixed = None if None in tuple(shape)[:2] else tuple(int(v) for v in shape[:2])
-    return {"kind": "vit" if class_name in _VIT_BACKBONES else "cnn", "backbone": class_name,
-            "fixed_size": fixed}
+    return {"kind": kind_of_backbone(class_name), "backbone": class_name, "fixed_size": fixed}
+
+
+def kind_of_backbone(class_name):
+    """"vit" for a keras-hub backbone class that attends over patches, else "cnn"."""
+    return "vit" if class_name in _VIT_BACKBONES else "cnn"
 
 
 def min_image_size(name):

@@ -39,7 +39,8 @@ import dataclasses
 import functools
 
 from tfkd.recipes import cli, engine, modes
-from tfkd.recipes.config import StudyConfig, check_models, check_sizes, setting
+from tfkd.recipes.config import (ConfigError, StudyConfig, check_models, check_sizes,
+                                 check_weights, setting)
 
 NAME = "arch_pairing"
 
@@ -55,12 +56,18 @@ class Config(StudyConfig):
                                         "Student models.")
     student_size: int = setting(32, "Student input side.")
 
+    def teacher_names(self):
+        """Every teacher of the pairing (`StudyConfig.check` checks them)."""
+        return list(self.teachers)
+
     def check(self):
         super().check()
         check_models(*self.teachers, field="teachers")
         check_models(*self.students, field="students")
-        for teacher in self.teachers:
-            check_sizes([self.teacher_size], teacher, "teacher_size")
+        check_weights(self.student_weights, self.students, "student_weights")
+        if self.teacher_path:
+            raise ConfigError(lambda n: f"{n('teacher_path')}: arch_pairing trains one teacher "
+                              f"per architecture in {n('teachers')}; it takes no saved teacher")
         for student in self.students:
             check_sizes([self.student_size], student, "student_size")
 

@@ -28,6 +28,10 @@ def define_flags(config_class, flag_values=flags.FLAGS):
             define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
                       float: flags.DEFINE_float, str: flags.DEFINE_string}[kind]
             define(name, default, text, flag_values=flag_values)
+    # A recipe may give a field a shorter flag where its meaning is plain (train_teacher:
+    # --weights for --teacher_weights); the field's own flag works too.
+    for alias, name in getattr(config_class, "FLAG_ALIASES", {}).items():
+        flags.DEFINE_alias(alias, name, flag_values=flag_values)
 
 
 def config_from_flags(config_class, flag_values=flags.FLAGS):

@@ -11,6 +11,7 @@ flags' spelling, so a study started from Python resumes from the command line an
 """
 
 import dataclasses
+import os
 import typing
 
 import tfkd
@@ -62,6 +63,23 @@ class StudyConfig:
                                   "end sooner).")
     teacher_patience: int = setting(2, "Early stopping: epochs without a better held-out "
                                     "accuracy before the teacher stops.")
+    teacher_weights: str = setting("", "Starting weights of the teacher the study trains: empty "
+                                   "(random; a hub:PRESET teacher starts from its preset), "
+                                   "imagenet (keras.applications families), or the path of a "
+                                   "backbone .h5 or .weights.h5 file. A pretrained teacher "
+                                   "first trains its new head alone (--teacher_warmup_epochs), "
+                                   "then the whole model at a lower learning rate.")
+    teacher_warmup_epochs: int = setting(1, "Pretrained teachers: epochs that train the new "
+                                         "head alone, the backbone frozen (its BatchNorm in "
+                                         "inference mode), before fine-tuning the whole model.")
+    teacher_finetune_lr_scale: float = setting(0.1, "Pretrained teachers: the whole model "
+                                               "fine-tunes at learning_rate times this, with "
+                                               "BatchNorm kept in inference mode.")
+    teacher_path: str = setting("", "A teacher trained elsewhere (.keras, e.g. train_teacher's "
+                                "teacher.keras): the study distils from it instead of training "
+                                "--teacher (--teacher and --teacher_size are then unused).")
+    student_weights: str = setting("", "Starting weights of every student: empty (random) or "
+                                   "imagenet (keras.applications families).")
     epochs: int = setting(3, "Training epochs per student run.")
     batch_size: int = setting(128, "Global batch size: with several replicas (--strategy) each "
                               "gets batch_size / replicas per step.")
@@ -126,6 +144,11 @@ class StudyConfig:
                 raise ConfigError(lambda n, name=name: f"{n(name)}={getattr(self, name)}; "
                                   "pass at least 1")
         check_ints(self.seeds, "seeds", 0, "0,1,2")
+        if _int_below(self.teacher_warmup_epochs, 0) or not self.teacher_finetune_lr_scale > 0:
+            raise ConfigError(lambda n: f"{n('teacher_warmup_epochs')}="
+                              f"{self.teacher_warmup_epochs} {n('teacher_finetune_lr_scale')}="
+                              f"{self.teacher_finetune_lr_scale}; pass an int >= 0 and a "
+                              "number > 0, e.g. 1 and 0.1")
         if self.targets:  # checked before any training, used after it
             check_ints(self.bench_threads, "bench_threads", 1, "1,2")
         self._check_choices()
@@ -139,9 +162,20 @@ class StudyConfig:
             except ValueError as e:
                 raise ConfigError(lambda n, e=e: f"{n('targets')} with {n('delegates')}: {e}") \
                     from None
-        check_models(self.teacher)
-        check_sizes([self.teacher_size], self.teacher, "teacher_size")
+        if self.teacher_path:
+            check_teacher_path(self.teacher_path)
+        else:
+            teachers = self.teacher_names()
+            check_models(*teachers)
+            for teacher in teachers:
+                check_sizes([self.teacher_size], teacher, "teacher_size")
+            check_weights(self.teacher_weights, teachers, "teacher_weights")
+        check_weights(self.student_weights, [], "student_weights")
         self._check_shards()
+
+    def teacher_names(self):
+        """The teachers the study trains (a recipe with several overrides this)."""
+        return [self.teacher]
 
     def _check_choices(self):
         for field in dataclasses.fields(self):
@@ -202,12 +236,12 @@ def check_ints(values, name, minimum, example):
 
 def check_models(*names, field=None):
     """A `ConfigError` naming the zoo when a model name is unknown (or, with `field`, when
-    there is no name at all)."""
+    there is no name at all). "hub:PRESET" names are checked when their preset is read."""
     if field and not names:
         raise ConfigError(lambda n: f"{n(field)} is empty; name at least one model, e.g. "
                           f"{n(field)}=mobilenetv3_small")
     known = tfkd.list_models()
-    unknown = [name for name in names if name not in known]
+    unknown = [name for name in names if name not in known and not tfkd.models.hub.is_hub(name)]
     if unknown:
         hints = "".join(f" ({u}: {hint})" for u in unknown
                         for hint in [tfkd.models.did_you_mean(u)] if hint)
@@ -219,8 +253,37 @@ def check_sizes(sizes, model, name):
     if not sizes or any(_int_below(s, 1) for s in sizes):
         raise ConfigError(lambda n: f"{n(name)} must be comma-separated integers, got "
                           f"{show(sizes)!r}; e.g. {n(name)}=32,48,64")
-    minimum = tfkd.models.min_image_size(model)
+    try:
+        minimum = tfkd.models.min_image_size(model)
+    except (ImportError, OSError, ValueError) as e:  # a hub preset that cannot be read
+        raise ConfigError(lambda n: f"{n(name)}: {e}") from None
     too_small = [s for s in sizes if s < minimum]
     if too_small:
         raise ConfigError(lambda n: f"{n(name)}={show(sizes)}: {model} needs sides of at least "
                           f"{minimum}; drop {too_small} or pick another model.")
+
+
+def check_weights(weights, models, name):
+    """A `ConfigError` unless `weights` is empty, "imagenet" (for models that have ImageNet
+    weights) or an existing weights file."""
+    if not weights:
+        return
+    if weights == "imagenet":
+        have = tfkd.models.pretrained_models()
+        missing = [m for m in models if m not in have]
+        if missing:
+            raise ConfigError(lambda n: f"{n(name)}=imagenet: {missing} have no ImageNet "
+                              f"weights in keras.applications; these do: {have}. A keras-hub "
+                              "preset (hub:PRESET) starts from its own weights.")
+        return
+    if not weights.endswith((".h5", ".hdf5")) or not os.path.isfile(weights):
+        raise ConfigError(lambda n: f"{n(name)}={weights}: pass imagenet or the path of an "
+                          "existing .h5 (ImageNet backbone) or .weights.h5 file")
+
+
+def check_teacher_path(path):
+    """A `ConfigError` unless `path` is an existing .keras file."""
+    if not path.endswith(".keras") or not os.path.isfile(path):
+        raise ConfigError(lambda n: f"{n('teacher_path')}={path}: no such .keras file; pass a "
+                          "teacher saved with model.save('teacher.keras'), e.g. the "
+                          "teacher.keras that python -m tfkd.recipes.train_teacher prints")

@@ -8,6 +8,7 @@ a killed run restarts from its last finished epoch, a finished one is skipped.
 
 import dataclasses
 import os
+import re
 import shutil
 import time
 from typing import Optional
@@ -42,8 +43,8 @@ class RunSpec:
 
     @property
     def run_id(self):
-        tag = f"-{self.tag}" if self.tag else ""
-        return f"{self.student}-r{self.resolution}-{self.mode}{tag}-s{self.seed}"
+        tag = f"-{_path_safe(self.tag)}" if self.tag else ""
+        return f"{_path_safe(self.student)}-r{self.resolution}-{self.mode}{tag}-s{self.seed}"
 
 
 def run_recipe(recipe, config, plan, format_table, teacher_names=None):
@@ -172,7 +173,7 @@ def train_run(study, spec, config, data, teacher=None):
     keras.utils.set_random_seed(spec.seed)
     # Student, Distiller and optimizer get their variables on every replica of the strategy.
     with distributed.strategy(config.strategy).scope():
-        student = _student(spec, data.num_classes)
+        student = _student(spec, config, data.num_classes)
         model, train, test = _trainable(spec, config, student, teacher, data)
     history_path = os.path.join(run_dir, folder.HISTORY)
     spent = sum(folder.history_columns(history_path).get("epoch_seconds", []) or [0.0])
@@ -201,10 +202,11 @@ def train_run(study, spec, config, data, teacher=None):
     return metrics
 
 
-def _student(spec, num_classes):
+def _student(spec, config, num_classes):
     if spec.init_from:
-        return keras.saving.load_model(spec.init_from, safe_mode=True)
-    return tfkd.create_model(spec.student, image_size=spec.resolution, num_classes=num_classes)
+        return tfkd.models.load_model(spec.init_from)
+    return tfkd.create_model(spec.student, image_size=spec.resolution, num_classes=num_classes,
+                             weights=config.student_weights or None)
 
 
 def _trainable(spec, config, student, teacher, data):
@@ -231,11 +233,11 @@ def _describe(spec, student, teacher, history, rss):
     """The metrics of a trained run: accuracies per epoch, cost, the model."""
     val = history.get("val_accuracy") or [None]
     best = max(range(len(val)), key=lambda i: val[i] if val[i] is not None else -1)
-    module = tfkd.models._family_of(spec.student)  # family and kind, without building
+    family, kind = tfkd.models.family_and_kind(spec.student)  # without building
     agreement = history.get("val_teacher_agreement")
     seconds = history.get("epoch_seconds") or []
     return {
-        **dataclasses.asdict(spec), "family": module.FAMILY, "kind": module.KIND,
+        **dataclasses.asdict(spec), "family": family, "kind": kind,
         "params": int(student.count_params()), "macs": int(measure.macs_per_image(student)),
         "teacher": teacher.name if teacher else None,
         "teacher_family": teacher.family if teacher else None,
@@ -257,6 +259,12 @@ def _describe(spec, student, teacher, history, rss):
 def _median(values):
     values = sorted(v for v in values if v is not None)
     return values[len(values) // 2] if values else None
+
+
+def _path_safe(name):
+    """A model name as part of a folder name: "hub:/data/vit" -> "hub_data_vit" (zoo names
+    are unchanged)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
 class Progress:

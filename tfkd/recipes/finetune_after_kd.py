@@ -34,7 +34,8 @@ import functools
 import os
 
 from tfkd.recipes import cli, distributed, engine, folder, modes
-from tfkd.recipes.config import ConfigError, StudyConfig, check_models, check_sizes, setting
+from tfkd.recipes.config import (ConfigError, StudyConfig, check_models, check_sizes,
+                                 check_weights, setting)
 
 NAME = "finetune_after_kd"
 
@@ -52,6 +53,7 @@ class Config(StudyConfig):
     def check(self):
         super().check()
         check_models(self.student)
+        check_weights(self.student_weights, [self.student], "student_weights")
         if self.kd_epochs < 1 or self.ft_epochs < 1:
             raise ConfigError(lambda n: f"{n('kd_epochs')}={self.kd_epochs} "
                               f"{n('ft_epochs')}={self.ft_epochs}: both must be at least 1")

@@ -44,7 +44,7 @@ instruction set changes float rounding, and with it a 3-epoch run's last digits.
 import dataclasses
 
 from tfkd.recipes import cli, engine, modes
-from tfkd.recipes.config import StudyConfig, check_models, check_sizes, setting
+from tfkd.recipes.config import StudyConfig, check_models, check_sizes, check_weights, setting
 
 NAME = "resolution_sweep"
 
@@ -61,6 +61,7 @@ class Config(StudyConfig):
     def check(self):
         super().check()
         check_models(self.student)
+        check_weights(self.student_weights, [self.student], "student_weights")
         check_sizes(self.resolutions, self.student, "resolutions")
 
 

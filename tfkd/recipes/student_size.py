@@ -35,7 +35,8 @@ import dataclasses
 import functools
 
 from tfkd.recipes import cli, engine, modes
-from tfkd.recipes.config import ConfigError, StudyConfig, check_models, check_sizes, setting
+from tfkd.recipes.config import (ConfigError, StudyConfig, check_models, check_sizes,
+                                 check_weights, setting)
 
 NAME = "student_size"
 
@@ -55,6 +56,7 @@ class Config(StudyConfig):
     def check(self):
         super().check()
         check_models(*self.students, field="students")
+        check_weights(self.student_weights, self.students, "student_weights")
         if self.budget_s < 0:
             raise ConfigError(lambda n: f"{n('budget_s')}={self.budget_s}; pass seconds > 0, or "
                               f"0 for a budget of {n('epochs')} epochs")

@@ -22,6 +22,7 @@ accuracy after all 8 epochs (early stopping did not trigger).
 """
 
 import dataclasses
+import typing
 
 from tfkd.recipes import cli, distributed, engine, inputs, teacher as teachers
 from tfkd.recipes.config import StudyConfig
@@ -32,6 +33,8 @@ NAME = "train_teacher"
 @dataclasses.dataclass
 class Config(StudyConfig):
     """`StudyConfig` with the defaults of a teacher trained on its own: more epochs, no export."""
+
+    FLAG_ALIASES: typing.ClassVar[dict] = {"weights": "teacher_weights"}
 
     teacher_epochs: int = 8
     quantization: str = "none"
