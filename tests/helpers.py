@@ -24,3 +24,55 @@ def batch(image_size, n=8, num_classes=3, seed=0):
     x = rng.integers(0, 256, (n, image_size, image_size, 3)).astype("uint8")
     y = rng.integers(0, num_classes, n).astype("int32")
     return x, y
+
+
+def write_keras_backbone_file(builder, path, image_size, **kwargs):
+    """A randomly initialized keras.applications backbone saved as the "notop" .h5 file Keras
+    downloads for weights="imagenet" (legacy HDF5, weights only); returns the backbone."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    backbone = builder(include_top=False, weights=None, input_shape=(image_size, image_size, 3),
+                       **kwargs)
+    for variable in backbone.weights:  # not the initializers' zeros and ones: comparable
+        variable.assign(np.random.default_rng(len(variable.path)).normal(
+            0.0, 0.05, variable.shape).astype("float32") + (1.0 if "variance" in variable.path
+                                                            else 0.0))
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, backbone)
+    return backbone
+
+
+def save_tiny_hub_preset(folder, kind, num_classes=4):
+    """A keras-hub preset folder, as `save_to_preset` writes it, of a small randomly initialized
+    image classifier: kind "vit" (ViT, 32x32 fixed), "deit" (DeiT, 32x32) or "resnet" (any
+    size). Returns the keras-hub classifier."""
+    import keras_hub
+
+    models, hub_layers = keras_hub.models, keras_hub.layers
+    if kind == "resnet":
+        backbone = models.ResNetBackbone(
+            input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16],
+            stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block")
+        converter = hub_layers.ResNetImageConverter(
+            image_size=(64, 64), scale=[1 / (255 * s) for s in (0.229, 0.224, 0.225)],
+            offset=[-m / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+        task = models.ResNetImageClassifier(
+            backbone=backbone, num_classes=num_classes,
+            preprocessor=models.ResNetImageClassifierPreprocessor(image_converter=converter))
+    elif kind == "vit":
+        backbone = models.ViTBackbone(image_shape=(32, 32, 3), patch_size=8, num_layers=2,
+                                      num_heads=2, hidden_dim=16, mlp_dim=32)
+        converter = hub_layers.ViTImageConverter(image_size=(32, 32), scale=1 / 127.5, offset=-1)
+        task = models.ViTImageClassifier(
+            backbone=backbone, num_classes=num_classes,
+            preprocessor=models.ViTImageClassifierPreprocessor(image_converter=converter))
+    else:
+        backbone = models.DeiTBackbone(image_shape=(32, 32, 3), patch_size=8, num_layers=2,
+                                       num_heads=2, hidden_dim=16, intermediate_dim=32)
+        converter = hub_layers.DeiTImageConverter(image_size=(32, 32), scale=1 / 255)
+        task = models.DeiTImageClassifier(
+            backbone=backbone, num_classes=num_classes,
+            preprocessor=models.DeiTImageClassifierPreprocessor(image_converter=converter))
+    task.save_to_preset(str(folder))
+    return task

@@ -149,8 +149,8 @@ def test_weights_from_a_file(tmp_path):
 
 
 def test_weights_errors(tmp_path):
-    with pytest.raises(ValueError, match="expected a '.weights.h5' file.*'imagenet' are not"):
-        tfkd.create_model("efficientnet_b0", image_size=32, num_classes=10, weights="imagenet")
+    with pytest.raises(ValueError, match="expected 'imagenet', an ImageNet backbone file"):
+        tfkd.create_model("convnet_s", image_size=16, num_classes=3, weights="convnet.keras")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         tfkd.create_model("convnet_s", image_size=16, num_classes=3,
                           weights=str(tmp_path / "missing.weights.h5"))

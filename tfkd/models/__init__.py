@@ -122,6 +122,15 @@ def pretrained_models():
     return [n for n in list_models() if hasattr(_family_of(n), "imagenet_file")]
 
 
+def imagenet_file(name, **options):
+    """(file name, URL, sha256) of the ImageNet backbone file Keras downloads for `name` (with
+    these options): what to fetch on a machine with a network for `weights=PATH` offline."""
+    module = _family_of(name)
+    if not hasattr(module, "imagenet_file"):
+        raise ValueError(f"{name} has no ImageNet weights; these do: {pretrained_models()}.")
+    return module.imagenet_file(name, **options)
+
+
 def _image_size(name, image_size, min_size):
     if isinstance(image_size, int) and not isinstance(image_size, bool):
         size = (image_size, image_size)

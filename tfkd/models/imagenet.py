@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 
 import keras
+from keras.src.backend import config as keras_config  # keras is pinned to 3.15.*
 
 # Seconds an offline machine waits before it is told where to get the file.
 TIMEOUT_S = 5
@@ -57,7 +58,8 @@ def _download(name, file_name, url, file_hash):
         if reason:
             raise ConnectionError(_offline_message(name, file_name, url, reason))
     try:
-        return keras.utils.get_file(file_name, url, cache_subdir="models", file_hash=file_hash)
+        return keras.utils.get_file(file_name, url, cache_subdir="models", file_hash=file_hash,
+                                    cache_dir=_keras_home())
     except Exception as err:  # noqa: BLE001 - Keras raises a bare Exception for fetch errors
         raise ConnectionError(_offline_message(name, file_name, url, err)) from err
 
@@ -81,8 +83,9 @@ def _unreachable(url):
 
 
 def _keras_home():
-    # Where keras.utils.get_file keeps its cache (Keras reads the same variable).
-    return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    # Keras's cache folder: $KERAS_HOME as it is now (Keras reads it once, at import), else
+    # Keras's own choice (~/.keras, or /tmp/.keras where the home folder is read-only).
+    return os.environ.get("KERAS_HOME") or keras_config.keras_home()
 
 
 def _copy_in_order(backbone, model):
