@@ -118,7 +118,7 @@ def model_name(name):
 def _converter(name, hub):
     try:
         return _load(name, lambda: hub.layers.ImageConverter.from_preset(preset_of(name)))
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         raise ValueError(f"{name}: the preset has no image converter, so tfkd cannot know the "
                          "preprocessing its weights expect; save the preset with its "
                          "preprocessor (task.save_to_preset(folder) with a task built with "
