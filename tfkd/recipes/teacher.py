@@ -32,7 +32,7 @@ def get_teacher(study, config, data, name=None, size=None, seed=0):
     Trained on the labels with early stopping on a held-out tenth of the training batches
     (restoring the best epoch), keyed by a hash of everything that shapes it. A pretrained
     teacher (config.teacher_weights, or a hub:PRESET) is fine-tuned in two phases, see
-    `_train`. With config.teacher_path (and no `name`), the saved teacher is used as it is.
+    `_train`. With config.teacher_path, the saved teacher is used as it is.
 
     Args:
         study: the `folder.StudyFolder`.
@@ -42,7 +42,7 @@ def get_teacher(study, config, data, name=None, size=None, seed=0):
             config.teacher_size.
         seed: the seed the teacher trains with.
     """
-    if config.teacher_path and name is None:
+    if config.teacher_path:  # recipes with several teachers refuse it (arch_pairing)
         return _saved_teacher(study, config, data)
     name, size = name or config.teacher, size or config.teacher_size
     key = {"teacher": name, "size": size, "epochs": config.teacher_epochs,
