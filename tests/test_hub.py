@@ -161,3 +161,35 @@ def _all_layers(model):
         yield layer
         if hasattr(layer, "layers"):
             yield from _all_layers(layer)
+
+
+def test_a_fixed_size_efficientnet_is_resized_and_a_too_small_vgg_says_so(tmp_path):
+    """keras-hub's EfficientNet names its fixed size input_shape (the others image_shape); VGG's
+    7x7 head convolution cannot run on small images."""
+    models, hub_layers = keras_hub.models, keras_hub.layers
+    backbone = models.EfficientNetBackbone(
+        stackwise_kernel_sizes=[3, 3], stackwise_num_repeats=[1, 1],
+        stackwise_input_filters=[8, 8], stackwise_output_filters=[8, 16],
+        stackwise_expansion_ratios=[1, 2], stackwise_squeeze_and_excite_ratios=[0.0, 0.25],
+        stackwise_strides=[1, 2], stackwise_block_types=["fused", "unfused"],
+        width_coefficient=1.0, depth_coefficient=1.0, input_shape=(64, 64, 3))
+    converter = hub_layers.EfficientNetImageConverter(image_size=(64, 64), scale=1 / 255)
+    models.EfficientNetImageClassifier(
+        backbone=backbone, num_classes=3,
+        preprocessor=models.EfficientNetImageClassifierPreprocessor(image_converter=converter),
+    ).save_to_preset(str(tmp_path / "effnet"))
+    model = tfkd.create_model(f"hub:{tmp_path / 'effnet'}", image_size=32, num_classes=3)
+    assert model.input_shape == (None, 32, 32, 3)
+    assert tfkd.describe(f"hub:{tmp_path / 'effnet'}")["fixed_size"] == (64, 64)
+
+    vgg = models.VGGBackbone(stackwise_num_repeats=[1, 1, 1], stackwise_num_filters=[8, 16, 16])
+    converter = hub_layers.VGGImageConverter(image_size=(64, 64), scale=1 / 255)
+    models.VGGImageClassifier(
+        backbone=vgg, num_classes=3, pooling_hidden_dim=16,
+        preprocessor=models.VGGImageClassifierPreprocessor(image_converter=converter),
+    ).save_to_preset(str(tmp_path / "vgg"))
+    assert tfkd.create_model(f"hub:{tmp_path / 'vgg'}", image_size=64,
+                             num_classes=3).output_shape == (None, 3)
+    with pytest.raises(ValueError, match=r"cannot run at image_size=\(32, 32\).*its preset "
+                                         r"uses \(64, 64\)\); pass a larger image_size"):
+        tfkd.create_model(f"hub:{tmp_path / 'vgg'}", image_size=32, num_classes=3)

@@ -272,6 +272,15 @@ def _mentions_keras_hub(path):
     return b"keras_hub" in config
 
 
+def freeze_batch_norm(model):
+    """Freezes every BatchNormalization layer of `model` (nested models too): in Keras 3 a
+    frozen one runs in inference mode, so fine-tuning keeps its (ImageNet) statistics, as
+    Keras's transfer-learning guide advises. Recompile after calling this."""
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
 def freeze_backbone(model, frozen=True):
     """Freezes (or unfreezes) everything but the classification head of `model`.
 

@@ -68,7 +68,9 @@ def describe_preset(name):
     """Kind ("cnn"/"vit"), backbone class and fixed input side (None: any) of a preset."""
     config = _read_preset_json(name, "config.json")
     class_name = config.get("class_name", "")
-    shape = (config.get("config") or {}).get("image_shape") or (None, None, 3)
+    backbone = config.get("config") or {}
+    # Most backbones call their input shape image_shape; keras-hub's EfficientNet input_shape.
+    shape = backbone.get("image_shape") or backbone.get("input_shape") or (None, None, 3)
     fixed = None if None in tuple(shape)[:2] else tuple(int(v) for v in shape[:2])
     return {"kind": kind_of_backbone(class_name), "backbone": class_name, "fixed_size": fixed}
 
@@ -99,12 +101,17 @@ def build(name, *, image_size, num_classes):
     classifier = _load(name, lambda: hub.models.ImageClassifier.from_preset(preset, **kwargs))
     converter = _converter(name, hub)
     fixed = describe_preset(name)["fixed_size"]
-    config = converter.get_config()
+    config, preset_size = converter.get_config(), converter.image_size
     # Resize only where the backbone needs its own size; a CNN runs at image_size.
     config["image_size"] = fixed if fixed and fixed != tuple(image_size) else None
     converter = type(converter).from_config(config)
     inputs = keras.Input(shape=(*image_size, 3), name="image")
-    outputs = classifier(converter(inputs))
+    try:
+        outputs = classifier(converter(inputs))
+    except ValueError as err:  # e.g. VGG's 7x7 head convolution on a too small feature map
+        raise ValueError(f"{name} cannot run at image_size={tuple(image_size)}: its layers "
+                         f"need larger images (its preset uses {preset_size}); pass "
+                         f"a larger image_size. Keras said: {err}") from err
     return keras.Model(inputs, outputs, name=model_name(name))
 
 

@@ -142,7 +142,7 @@ def _train(config, data, name, size, seed, where):
                        warmup * steps, callbacks=[])
         val_accuracy += history.history["val_accuracy"]
         tfkd.models.freeze_backbone(teacher, frozen=False)
-        _freeze_batch_norm(teacher)
+        tfkd.models.freeze_batch_norm(teacher)
     if epochs:
         rate = config.learning_rate * (config.teacher_finetune_lr_scale if pretrained else 1.0)
         stop = keras.callbacks.EarlyStopping(monitor="val_accuracy",
@@ -172,10 +172,3 @@ def _fit(config, teacher, train, val, epochs, learning_rate, steps, callbacks):
     return teacher.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks,
                        verbose=config.verbose, shuffle=False)
 
-
-def _freeze_batch_norm(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
-        elif hasattr(layer, "layers"):  # a nested model (a keras-hub classifier)
-            _freeze_batch_norm(layer)
