@@ -16,6 +16,7 @@ import keras
 
 from tfkd.models import hub, imagenet
 from tfkd.models.dropout import with_saved_dropout_state  # noqa: F401 - public
+from tfkd.models.finetune import all_layers, freeze_backbone, freeze_batch_norm  # noqa: F401
 
 # The family table. A new family is one file in this folder plus one name here.
 FAMILIES = ("convnet", "efficientnet", "mobilenet", "mobilevit", "vit")
@@ -102,19 +103,12 @@ def family_and_kind(name):
 def _family_and_kind_of_model(model):
     if model.name in list_models():
         return family_and_kind(model.name)
-    layers = list(_all_layers(model))
+    layers = list(all_layers(model))
     classifier = next((layer for layer in layers if hasattr(layer, "backbone")), None)
     if classifier is not None:
         return hub.FAMILY, hub.kind_of_backbone(type(classifier.backbone).__name__)
     attends = any(isinstance(layer, keras.layers.MultiHeadAttention) for layer in layers)
     return "model", "vit" if attends else "cnn"
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
 
 
 def pretrained_models():
@@ -147,11 +141,9 @@ def _image_size(name, image_size, min_size):
 
 
 def _set_bn_momentum(model, momentum):
-    for layer in model.layers:
+    for layer in all_layers(model):  # nested models (keras-hub classifiers) too
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum
-        elif hasattr(layer, "layers"):  # a nested model
-            _set_bn_momentum(layer, momentum)
 
 
 def create_model(name, *, image_size, num_classes, weights=None,
@@ -270,36 +262,6 @@ def _mentions_keras_hub(path):
         names = archive.namelist()
         config = archive.read("config.json") if "config.json" in names else b""
     return b"keras_hub" in config
-
-
-def freeze_batch_norm(model):
-    """Freezes every BatchNormalization layer of `model` (nested models too): in Keras 3 a
-    frozen one runs in inference mode, so fine-tuning keeps its (ImageNet) statistics, as
-    Keras's transfer-learning guide advises. Recompile after calling this."""
-    for layer in _all_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
-
-
-def freeze_backbone(model, frozen=True):
-    """Freezes (or unfreezes) everything but the classification head of `model`.
-
-    The head is the classifier of a keras-hub model (all but its backbone), the family's head
-    layers for a zoo model (`HEAD_LAYERS`, e.g. MobileNetV3's conv_2 and logits), or else the
-    last layer with weights. A frozen BatchNormalization layer runs in inference mode (Keras 3),
-    so its ImageNet statistics are kept. Recompile after calling this.
-    """
-    classifier = next((layer for layer in model.layers if hasattr(layer, "backbone")), None)
-    if classifier is not None:
-        classifier.backbone.trainable = not frozen
-        return
-    head = set(getattr(_family_of(model.name), "HEAD_LAYERS", ())
-               if model.name in list_models() else ())
-    weighted = [layer for layer in model.layers if layer.weights]
-    head = head or {weighted[-1].name}
-    for layer in weighted:
-        if layer.name not in head:
-            layer.trainable = not frozen
 
 
 def describe(name, *, image_size=224, num_classes=1000):

@@ -15,7 +15,16 @@ With no flags it trains `convnet_m` at 28x28 on 30,000 Fashion-MNIST training im
 It writes `runs/train_teacher/default/teachers/<hash>/teacher.keras` and `teacher.json`
 (accuracy, epochs run, held-out accuracy per epoch); the hash keys every setting that shapes
 the teacher, so the same command reuses the saved teacher instead of training again. A teacher
-saved this way loads with `keras.saving.load_model(path)` (after `import tfkd` for ViT/DeiT).
+saved this way loads with `tfkd.models.load_model(path)`, and every other recipe distils from
+it with `--teacher_path=PATH`.
+
+A pretrained teacher: `--weights=imagenet` (keras.applications families, e.g.
+`--teacher=efficientnet_b0`; `--weights=PATH` for the backbone file Keras downloads) or
+`--teacher=hub:PRESET` (a keras-hub preset name or folder, with its own weights), on your images
+with `--dataset=image_folder:PATH`. It first trains its new head alone for
+`--teacher_warmup_epochs` (backbone frozen, BatchNorm in inference mode), then the whole model
+at `--learning_rate` x `--teacher_finetune_lr_scale` with BatchNorm still frozen and early
+stopping, for `--teacher_epochs` in all.
 
 Runtime on a 2-core CPU with defaults: 3 min 39 s (2026-11-22): convnet_m reached 0.9210 test
 accuracy after all 8 epochs (early stopping did not trigger).
