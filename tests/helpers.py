@@ -34,10 +34,11 @@ def write_keras_backbone_file(builder, path, image_size, **kwargs):
 
     backbone = builder(include_top=False, weights=None, input_shape=(image_size, image_size, 3),
                        **kwargs)
-    for variable in backbone.weights:  # not the initializers' zeros and ones: comparable
-        variable.assign(np.random.default_rng(len(variable.path)).normal(
-            0.0, 0.05, variable.shape).astype("float32") + (1.0 if "variance" in variable.path
-                                                            else 0.0))
+    rng = np.random.default_rng(0)
+    for variable in backbone.weights:  # off the initializers' zeros and ones (comparable), but
+        noise = rng.normal(0.0, 0.02, variable.shape).astype(variable.dtype)  # still trainable
+        variable.assign(variable.numpy() + (np.abs(noise) if "variance" in variable.path
+                                            else noise))
     with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, backbone)
     return backbone
