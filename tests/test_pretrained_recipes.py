@@ -125,3 +125,13 @@ def test_pretrained_settings_are_checked_before_any_work(tmp_path):
     with pytest.raises(ConfigError) as err:
         resolution_sweep.Config(student="convnet_s", student_weights="imagenet").check()
     assert err.value.as_flags().startswith("--student_weights=imagenet: ")
+
+
+def test_a_saved_teacher_of_other_classes_is_refused(images, tmp_path):
+    path = tmp_path / "teacher.keras"
+    tfkd.create_model("convnet_s", image_size=16, num_classes=5).save(path)
+    with pytest.raises(ConfigError, match="outputs 5 classes but image_folder:.* has 3; train "
+                                          "the teacher on this dataset"):
+        resolution_sweep.run(resolution_sweep.Config(
+            dataset=images, teacher_path=str(path), student="convnet_s", resolutions=(16,),
+            scratch=False, epochs=1, output_dir=str(tmp_path / "out"), **SMALL))

@@ -7,8 +7,10 @@ import os
 import keras
 
 import tfkd
+from tfkd.checks import check_classifier
 from tfkd.distiller import build_optimizer
 from tfkd.recipes import distributed, folder, inputs
+from tfkd.recipes.config import ConfigError
 from tfkd.recipes.training import AtomicBackupAndRestore, adam
 
 
@@ -86,14 +88,21 @@ def _saved_teacher(study, config, data):
     where = study.teacher_dir({"teacher_path": source, "sha256": _file_hash(source),
                                "dataset": config.dataset, "data_size": config.data_size,
                                "test_limit": config.test_limit})
-    with distributed.strategy(config.strategy).scope():
-        model = tfkd.models.load_model(source)
-    size = int(model.input_shape[1])
     info_path = os.path.join(where, folder.TEACHER_INFO)
     info = folder.read_json(info_path)
+    with distributed.strategy(config.strategy).scope():
+        model = tfkd.models.load_model(source)
+        size, classes = check_classifier(model, "teacher")
+        if classes != data.num_classes:
+            raise ConfigError(lambda n: (
+                f"{n('teacher_path')}={config.teacher_path} outputs {classes} classes but "
+                f"{config.dataset} has {data.num_classes}; train the teacher on this dataset, "
+                f"e.g. python -m tfkd.recipes.train_teacher --dataset={config.dataset}"))
+        if not info:
+            model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          metrics=["accuracy"])
+    size = size[0]
     if not info:
-        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
         accuracy = model.evaluate(inputs.resized(data.test, size), verbose=0,
                                   return_dict=True)["accuracy"]
         info = {"accuracy": float(accuracy), "teacher_path": source}
