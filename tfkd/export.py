@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfkd import quantization as quantization_tools
 from tfkd import tflite_file
 from tfkd.distiller import resize_images
 
@@ -43,6 +44,8 @@ class ExportResult:
         float_ops: ops computing in float (in an int8 model: those that stayed in float).
         op_counts: how often each op occurs.
         seconds: conversion time.
+        kept_float: what `keep_float` kept in float, resolved: {"ops": [op types],
+            "tensors": [tensor names]}; empty for a plain export.
     """
 
     path: str
@@ -53,6 +56,7 @@ class ExportResult:
     float_ops: list
     op_counts: dict
     seconds: float
+    kept_float: dict = dataclasses.field(default_factory=dict)
 
     @property
     def input_dtype(self):
@@ -67,7 +71,7 @@ class ExportResult:
 
 
 def to_tflite(model, path, *, quantization="int8", representative_data=None,
-              num_calibration_samples=200, allow_select_tf_ops=False):
+              num_calibration_samples=200, allow_select_tf_ops=False, keep_float=None):
     """Converts a Keras image classifier to a .tflite file with a static batch of 1.
 
     Args:
@@ -83,21 +87,32 @@ def to_tflite(model, path, *, quantization="int8", representative_data=None,
         num_calibration_samples: images taken from `representative_data`.
         allow_select_tf_ops: let float models fall back to TensorFlow (Flex) ops, which edge
             runtimes and the benchmark tool lack. Full-integer modes never allow them.
+        keep_float: for int8/uint8, what stays in float while the rest is quantized (the
+            input and output stay integer): TFLite op types ("SOFTMAX", "BATCH_MATMUL"), tensor
+            names (`tfkd.quantization.diagnose(...).worst(n)`) or Keras layer names. The
+            result's `kept_float` records them.
 
     Returns:
         An `ExportResult`.
     """
     image_shape = _check_export_args(model, path, quantization, representative_data,
-                                     num_calibration_samples, allow_select_tf_ops)
+                                     num_calibration_samples, allow_select_tf_ops, keep_float)
     start = time.perf_counter()
     tmp = _temporary_file_beside(path)  # before any work: a bad path fails in a moment
+    kept = {}
     try:
         options = _converter_options(quantization, allow_select_tf_ops)
         if quantization in _FULL_INTEGER:
             images = calibration_images(representative_data, image_shape,
                                         num_calibration_samples)
             options["representative_dataset"] = lambda: ([image[None]] for image in images)
-        _convert(model, tmp, image_shape, options)
+        if keep_float:
+            buf, kept = quantization_tools.selective_tflite(
+                model, image_shape, images, keep_float, _FULL_INTEGER[quantization])
+            with open(tmp, "wb") as f:
+                f.write(buf)
+        else:
+            _convert(model, tmp, image_shape, options)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -106,7 +121,7 @@ def to_tflite(model, path, *, quantization="int8", representative_data=None,
     return ExportResult(path=str(path), size_bytes=os.path.getsize(path),
                         quantization=quantization, inputs=info.inputs, outputs=info.outputs,
                         float_ops=info.float_ops, op_counts=info.op_counts,
-                        seconds=time.perf_counter() - start)
+                        seconds=time.perf_counter() - start, kept_float=kept)
 
 
 def _temporary_file_beside(path):
@@ -148,14 +163,33 @@ def _file_on_the_way(directory):
     return directory
 
 
-def _check_export_args(model, path, quantization, data, num_samples, allow_select_tf_ops):
-    """Validates `to_tflite`'s arguments; returns the model's (H, W, C)."""
+def check_image_model(model):
+    """The (H, W, C) of a Keras model with one image input of fixed size, or an error that
+    says what to pass instead."""
     from tfkd.distiller import Distiller
     if isinstance(model, Distiller):
         raise TypeError("to_tflite got a Distiller; export the student: "
                         "to_tflite(distiller.student, ...)")
     if not isinstance(model, keras.Model):
         raise TypeError(f"to_tflite needs a keras.Model, got {type(model).__name__}")
+    shapes = [tuple(i.shape) for i in model.inputs] if model.inputs else []
+    if len(shapes) != 1 or len(shapes[0]) != 4 or None in shapes[0][1:]:
+        raise ValueError(f"to_tflite exports models with one image input of fixed size "
+                         f"(batch, height, width, channels); this model's inputs are {shapes}")
+    return shapes[0][1:]
+
+
+def _check_export_args(model, path, quantization, data, num_samples, allow_select_tf_ops,
+                       keep_float):
+    """Validates `to_tflite`'s arguments; returns the model's (H, W, C)."""
+    image_shape = check_image_model(model)
+    if keep_float is not None and (isinstance(keep_float, str) or not all(
+            isinstance(k, str) for k in keep_float)):
+        raise ValueError(f"keep_float must be a list of op types, tensor or layer names, got "
+                         f"{keep_float!r}; e.g. keep_float=['SOFTMAX']")
+    if keep_float and quantization not in _FULL_INTEGER:
+        raise ValueError(f"keep_float applies to full-integer exports (int8, uint8); "
+                         f"quantization={quantization!r} already keeps activations in float")
     if not str(path).endswith(".tflite"):
         raise ValueError(f"path {str(path)!r} must end in '.tflite'")
     if quantization not in QUANTIZATIONS:
@@ -170,11 +204,7 @@ def _check_export_args(model, path, quantization, data, num_samples, allow_selec
                          f"quantization={quantization!r}: Select TF ops run in float")
     if int(num_samples) < 1:
         raise ValueError(f"num_calibration_samples={num_samples}; pass at least 1 (200 is usual)")
-    shapes = [tuple(i.shape) for i in model.inputs] if model.inputs else []
-    if len(shapes) != 1 or len(shapes[0]) != 4 or None in shapes[0][1:]:
-        raise ValueError(f"to_tflite exports models with one image input of fixed size "
-                         f"(batch, height, width, channels); this model's inputs are {shapes}")
-    return shapes[0][1:]
+    return image_shape
 
 
 def _converter_options(quantization, allow_select_tf_ops):

@@ -109,6 +109,22 @@ def read_info(path):
         custom_ops=sorted(custom_ops))
 
 
+def op_outputs(buf):
+    """(op type, output tensor names) of every op of the first subgraph of .tflite bytes."""
+    schema = _schema()
+    model = schema.Model.GetRootAsModel(buf, 0)
+    graph = model.Subgraphs(0)
+    op_names = _enum_names(schema.BuiltinOperator)
+    found = []
+    for k in range(graph.OperatorsLength()):
+        op = graph.Operators(k)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "UNKNOWN")
+        found.append((name, [graph.Tensors(int(i)).Name().decode()
+                             for i in op.OutputsAsNumpy() if i >= 0]))
+    return found
+
+
 def load_interpreter(path, *, num_threads=None, delegate="xnnpack"):
     """A LiteRT interpreter for `path`, with its tensors allocated.
 
