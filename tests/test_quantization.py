@@ -82,3 +82,58 @@ def test_keep_float_mistakes(vit, tmp_path):
         tfkd.export.to_tflite(model, str(tmp_path / "a.tflite"), representative_data=data,
                               keep_float="SOFTMAX")
     assert not list(tmp_path.iterdir()), "a refused export leaves no file"
+
+
+def test_auto_times_every_candidate_and_ships_the_fastest_within_budget(vit, tmp_path):
+    model, data = vit
+    check = tfkd.export.export_and_check(model, str(tmp_path / "auto.tflite"), data,
+                                         quantization="auto", representative_data=data,
+                                         max_drop_points=2.0)
+    auto = check.auto
+    names = [c["name"] for c in auto["candidates"]]
+    assert names[0] == "int8" and names[-3:] == ["dynamic", "float16", "float32"]
+    assert all(c["median_ms"] > 0 and c["size_bytes"] > 0 for c in auto["candidates"])
+    within = [c for c in auto["candidates"] if c["passed"]]
+    fastest = min(within, key=lambda c: (c["median_ms"], c["size_bytes"]))
+    assert auto["chosen"] == fastest["name"] and auto["target"] == "local"
+    assert check.export.path == str(tmp_path / "auto.tflite")
+    assert check.export.size_bytes == fastest["size_bytes"]
+    assert (tmp_path / "auto.tflite").stat().st_size == fastest["size_bytes"]
+    assert f"{fastest['name']} is the fastest of the {len(within)} exports" in auto["reason"]
+    by_name = {c["name"]: c for c in auto["candidates"]}
+    slower = by_name["int8"]["median_ms"] > by_name["float32"]["median_ms"]
+    assert ("int8 is slower than float32 on this target" in auto["reason"]) == slower
+
+
+def test_auto_repairs_a_failing_int8_before_falling_back(vit, tmp_path):
+    """Calibrating on [0, 1] images breaks int8 (the classic mistake); auto tries keeping the
+    worst tensors in float, then ships an export that needs no calibration."""
+    model, data = vit
+    normalized = data.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
+    with pytest.warns(UserWarning, match=r"calibration images lie in \[0, 1\]"):
+        check = tfkd.export.export_and_check(model, str(tmp_path / "auto.tflite"), data,
+                                             quantization="auto", representative_data=normalized,
+                                             max_drop_points=1.0)
+    names = [c["name"] for c in check.auto["candidates"]]
+    assert names[1].startswith("int8+float["), names
+    assert "full int8 lost" in check.auto["reason"]
+    assert check.auto["chosen"] in ("dynamic", "float16", "float32") or check.passed
+    assert check.drop_points <= 1.0
+    with pytest.raises(ValueError, match="keep_float does not combine with quantization='auto'"):
+        tfkd.export.export_and_check(model, str(tmp_path / "x.tflite"), data,
+                                     quantization="auto", keep_float=["SOFTMAX"])
+
+
+def test_a_study_with_quantization_auto_reports_its_choice(tmp_path):
+    from tfkd.recipes import resolution_sweep
+
+    (row,) = resolution_sweep.run(resolution_sweep.Config(
+        data_size=16, teacher="convnet_s", teacher_size=16, limit=256, teacher_limit=256,
+        test_limit=128, epochs=1, teacher_epochs=1, resolutions=(16,), scratch=False,
+        student="convnet_s", quantization="auto", bench_threads=(1,), verbose=0,
+        output_dir=str(tmp_path)))
+    record = row["tflite"]["auto"]
+    assert record["chosen"] in [c["name"] for c in record["candidates"]]
+    assert row["bench"] and row["bench"][0]["model_path"].endswith("student_auto.tflite")
+    report = (tmp_path / "resolution_sweep" / "default" / "report.md").read_text()
+    assert "## Export choice" in report and f"**{record['chosen']}**" in report

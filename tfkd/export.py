@@ -360,46 +360,69 @@ class CheckResult:
     calibrated_on: str
     count: int
     eval_seconds: float
+    auto: dict = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
 
 
 def export_and_check(model, path, dataset, *, quantization="int8", representative_data=None,
-                     num_calibration_samples=200, max_drop_points=1.0, num_threads=None):
+                     num_calibration_samples=200, max_drop_points=1.0, num_threads=None,
+                     keep_float=None, target="local", threads=1, delegate="xnnpack",
+                     warn=True):
     """Exports `model`, then evaluates Keras float vs the .tflite on `dataset`.
 
     When the .tflite loses more than `max_drop_points` points of top-1 accuracy, a
     `QuantizationDropWarning` names the alternatives and the result records `passed=False`.
 
+    With quantization="auto" it chooses (`tfkd.auto_export`): full int8, int8 with its worst
+    tensors kept in float when int8 loses too much, dynamic-range, float16 and float32 are each
+    exported, evaluated and timed on `target`; the fastest within `max_drop_points` is written
+    to `path`, and `result.auto` lists every candidate and says why the winner won.
+
     Args:
-        model, path, quantization, num_calibration_samples: as for `to_tflite`.
+        model, path, quantization, num_calibration_samples, keep_float: as for `to_tflite`
+            (quantization may also be "auto").
         dataset: evaluation batches of (images, labels).
         representative_data: calibration images; None calibrates on `dataset` itself (recorded
             in `calibrated_on`). Pass training images to keep calibration and evaluation apart.
         max_drop_points: accuracy points (0..100) the export may lose.
         num_threads: interpreter threads for the evaluation.
+        target, threads, delegate: where "auto" times the candidates (`tfkd.bench.run`).
+        warn: False to leave out the QuantizationDropWarning (the result still says).
 
     Returns:
         A `CheckResult`.
     """
+    if quantization == "auto":
+        from tfkd import auto_export  # noqa: PLC0415 - it calls back into this module
+        if keep_float:
+            raise ValueError("keep_float does not combine with quantization='auto', which "
+                             "chooses what to keep in float itself")
+        check, auto = auto_export.choose(
+            model, path, dataset, representative_data=representative_data,
+            num_calibration_samples=num_calibration_samples, max_drop_points=max_drop_points,
+            num_threads=num_threads, target=target, threads=threads, delegate=delegate)
+        check.auto = auto
+        return check
     calibrated_on = "representative_data" if representative_data is not None else "dataset"
     exported = to_tflite(model, path, quantization=quantization,
                          representative_data=dataset if representative_data is None
                          else representative_data,
-                         num_calibration_samples=num_calibration_samples)
+                         num_calibration_samples=num_calibration_samples, keep_float=keep_float)
     evaluated = evaluate_tflite(path, dataset, keras_model=model, num_threads=num_threads)
     drop = 100.0 * (evaluated.keras_accuracy - evaluated.accuracy)
     passed = drop <= max_drop_points
-    if not passed:
+    if not passed and warn:
         alternatives = "quantization='float16' or 'dynamic' (dynamic-range)"
         if quantization not in _FULL_INTEGER:
             alternatives = "quantization='float32'"
         warnings.warn(
             f"{quantization} export of {model.name} lost {drop:.2f} points of accuracy "
             f"({100 * evaluated.keras_accuracy:.2f}% float -> {100 * evaluated.accuracy:.2f}%), "
-            f"more than max_drop_points={max_drop_points}. Consider {alternatives}, more or more "
-            "representative calibration images, or quantization-aware training.",
+            f"more than max_drop_points={max_drop_points}. Consider {alternatives}, "
+            "quantization='auto' (which keeps the worst layers in float or picks another "
+            "export, timed on your target), more or more representative calibration images.",
             QuantizationDropWarning, stacklevel=2)
     return CheckResult(export=exported, float_accuracy=evaluated.keras_accuracy,
                        tflite_accuracy=evaluated.accuracy, agreement=evaluated.agreement,

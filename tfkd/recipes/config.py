@@ -107,8 +107,11 @@ class StudyConfig:
                                          "student with, on every target: xnnpack, gpu, nnapi "
                                          "or none (the builtin CPU kernels).")
     quantization: str = setting("int8", "TFLite export of each student, checked against the "
-                                "float model on the test split; none: no export and no "
-                                "latency.", choices=(*tfkd.export.QUANTIZATIONS, "none"))
+                                "float model on the test split; auto: the fastest export on "
+                                "the first target within --max_quantization_drop (int8, int8 "
+                                "with its worst layers in float, dynamic, float16, float32); "
+                                "none: no export and no latency.",
+                                choices=(*tfkd.export.QUANTIZATIONS, "auto", "none"))
     max_quantization_drop: float = setting(1.0, "Accuracy points the export may lose before it "
                                            "is flagged.")
     teacher_cache: str = setting("auto", "auto: run each teacher once over the train and test "

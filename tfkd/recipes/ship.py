@@ -23,13 +23,20 @@ def export_and_bench(config, student, run_dir, data):
     if config.quantization == "none":
         return nothing()
     path = os.path.join(run_dir, f"student_{config.quantization}.tflite")
+    # "auto" times its candidates where the study times its students: the first target,
+    # thread count and delegate.
     check = tfkd.export.export_and_check(
         student, path, data.test, quantization=config.quantization,
-        representative_data=data.calibration, max_drop_points=config.max_quantization_drop)
-    tflite = {config.quantization: {
-        "path": path, "bytes": check.export.size_bytes, "accuracy": check.tflite_accuracy,
-        "drop_points": check.drop_points, "passed": check.passed,
-        "float_ops": check.export.float_ops}}
+        representative_data=data.calibration, max_drop_points=config.max_quantization_drop,
+        target=(config.targets or ("local",))[0], threads=config.bench_threads[0],
+        delegate=config.delegates[0])
+    record = {"path": path, "bytes": check.export.size_bytes,
+              "accuracy": check.tflite_accuracy, "drop_points": check.drop_points,
+              "passed": check.passed, "float_ops": check.export.float_ops}
+    if check.auto:
+        record.update(chosen=check.auto["chosen"], reason=check.auto["reason"],
+                      candidates=check.auto["candidates"])
+    tflite = {config.quantization: record}
     bench = [result.to_dict() for target in config.targets
              for result in tfkd.bench.run(path, target, threads=config.bench_threads,
                                           delegate=config.delegates)]

@@ -301,6 +301,28 @@ def gain_section(runs):
     return lines + [md_table(header, rows)]
 
 
+def export_choice_section(runs):
+    """The "Export choice" section of runs exported with quantization="auto" (else nothing)."""
+    chosen = [(run.get("run_id") or DASH, record) for run in runs
+              for q, record in tflite_entries(run).items() if q == "auto"]
+    if not chosen:
+        return []
+    lines = ["", "## Export choice", "",
+             "`--quantization=auto`: every candidate exported, evaluated and timed; the fastest "
+             "within the drop budget wins.", ""]
+    for run_id, record in chosen:
+        lines.append(f"- `{run_id}`: **{record.get('chosen') or DASH}**: "
+                     f"{record.get('reason') or DASH}")
+        rows = [[c.get("name"), fmt(c.get("accuracy"), 100), fmt(c.get("drop_points")),
+                 fmt(c.get("size_bytes"), 1e-3, 1), fmt(c.get("median_ms"), 1.0, 3),
+                 "yes" if c.get("passed") else "no"]
+                for c in record.get("candidates") or []]
+        if rows:
+            lines += ["", md_table(["Candidate", "Acc %", "Drop pts", "kB", "ms", "Within"],
+                                   rows), ""]
+    return lines
+
+
 def _value_text(value):
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
@@ -364,7 +386,8 @@ def report_markdown(study, notes):
               "Best-epoch and last-epoch accuracies are the means of the best and the final "
               "validation accuracy of training. Latency: each run's median, averaged over seeds. "
               "Sizes in kB (1000 bytes).", "", configuration_table(study.runs), ""]
-    lines += gain_section(study.runs) + ["", "## Plots", ""]
+    lines += gain_section(study.runs) + export_choice_section(study.runs)
+    lines += ["", "## Plots", ""]
     for name in notes:
         lines.append(f"![{name.replace('_', ' ')}](plots/{name}.png)")
         lines += [f"*{notes[name]}*", ""] if notes[name] else [""]
