@@ -81,6 +81,8 @@ def test_keep_float_mistakes(vit, tmp_path):
     with pytest.raises(ValueError, match="keep_float must be a list"):
         tfkd.export.to_tflite(model, str(tmp_path / "a.tflite"), representative_data=data,
                               keep_float="SOFTMAX")
+    with pytest.raises(ValueError, match=r"quantization='auto' chooses.*export_and_check"):
+        tfkd.export.to_tflite(model, str(tmp_path / "a.tflite"), quantization="auto")
     assert not list(tmp_path.iterdir()), "a refused export leaves no file"
 
 

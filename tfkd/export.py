@@ -183,7 +183,7 @@ def _check_export_args(model, path, quantization, data, num_samples, allow_selec
                        keep_float):
     """Validates `to_tflite`'s arguments; returns the model's (H, W, C)."""
     image_shape = check_image_model(model)
-    if keep_float is not None and (isinstance(keep_float, str) or not all(
+    if keep_float is not None and (not isinstance(keep_float, (list, tuple)) or not all(
             isinstance(k, str) for k in keep_float)):
         raise ValueError(f"keep_float must be a list of op types, tensor or layer names, got "
                          f"{keep_float!r}; e.g. keep_float=['SOFTMAX']")
@@ -192,6 +192,10 @@ def _check_export_args(model, path, quantization, data, num_samples, allow_selec
                          f"quantization={quantization!r} already keeps activations in float")
     if not str(path).endswith(".tflite"):
         raise ValueError(f"path {str(path)!r} must end in '.tflite'")
+    if quantization == "auto":
+        raise ValueError("quantization='auto' chooses among exports by evaluating and timing "
+                         "them: call tfkd.export.export_and_check(model, path, test_data, "
+                         "quantization='auto', representative_data=...)")
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization={quantization!r}; choose one of {QUANTIZATIONS}")
     if quantization in _FULL_INTEGER and data is None:
