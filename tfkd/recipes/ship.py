@@ -28,7 +28,7 @@ def export_and_bench(config, student, run_dir, data):
     check = tfkd.export.export_and_check(
         student, path, data.test, quantization=config.quantization,
         representative_data=data.calibration, max_drop_points=config.max_quantization_drop,
-        target=(config.targets or ("local",))[0], threads=config.bench_threads[0],
+        target=(config.targets or ("local",))[0], threads=(config.bench_threads or (1,))[0],
         delegate=config.delegates[0])
     record = {"path": path, "bytes": check.export.size_bytes,
               "accuracy": check.tflite_accuracy, "drop_points": check.drop_points,
