@@ -133,9 +133,16 @@ def test_a_study_with_quantization_auto_reports_its_choice(tmp_path):
         data_size=16, teacher="convnet_s", teacher_size=16, limit=256, teacher_limit=256,
         test_limit=128, epochs=1, teacher_epochs=1, resolutions=(16,), scratch=False,
         student="convnet_s", quantization="auto", bench_threads=(1,), verbose=0,
-        output_dir=str(tmp_path)))
+        diagnose_quantization=True, output_dir=str(tmp_path)))
     record = row["tflite"]["auto"]
     assert record["chosen"] in [c["name"] for c in record["candidates"]]
     assert row["bench"] and row["bench"][0]["model_path"].endswith("student_auto.tflite")
-    report = (tmp_path / "resolution_sweep" / "default" / "report.md").read_text()
+    study = tmp_path / "resolution_sweep" / "default"
+    report = (study / "report.md").read_text()
     assert "## Export choice" in report and f"**{record['chosen']}**" in report
+    errors = [e["error"] for e in record["layer_errors"]]
+    assert 0 < len(errors) <= 20 and errors == sorted(errors, reverse=True)
+    assert (study / "runs" / row["run_id"] / "quantization_errors.csv").read_text().startswith(
+        "op,tensor,layer,error")
+    assert "![quantization errors](plots/quantization_errors.png)" in report
+    assert (study / "plots" / "quantization_errors.png").stat().st_size > 1000

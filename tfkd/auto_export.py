@@ -41,7 +41,7 @@ def choose(model, path, dataset, *, representative_data, num_calibration_samples
 
     Returns:
         (CheckResult of the winner, {"target", "threads", "delegate", "candidates": [dict],
-        "chosen", "reason"}).
+        "chosen", "reason", "diagnosis": the `Diagnosis` when int8 needed repairs, else None}).
     """
     from tfkd import export  # noqa: PLC0415 - export calls this module
 
@@ -64,8 +64,10 @@ def choose(model, path, dataset, *, representative_data, num_calibration_samples
             checks[name] = check
             return check
 
+        diagnosis = None
         if not attempt("int8", "int8").passed:
-            _repair(model, dataset, representative_data, num_calibration_samples, attempt)
+            diagnosis = _repair(model, dataset, representative_data, num_calibration_samples,
+                                attempt)
         for mode in _FALLBACKS:
             attempt(mode, mode)
         # float32 loses nothing but LiteRT's rounding; should even it miss, it is the answer.
@@ -77,19 +79,20 @@ def choose(model, path, dataset, *, representative_data, num_calibration_samples
     return chosen, {"target": target, "threads": threads, "delegate": delegate,
                     "candidates": [dataclasses.asdict(c) for c in tried],
                     "chosen": winner.name, "reason": _reason(winner, tried, max_drop_points,
-                                                             target, threads)}
+                                                             target, threads),
+                    "diagnosis": diagnosis}
 
 
 def _repair(model, dataset, representative_data, num_calibration_samples, attempt):
-    """int8 with the worst tensors in float, a few more each step, until one passes."""
+    """int8 with the worst tensors in float, a few more each step, until one passes; returns
+    the `Diagnosis` that guided it."""
     diagnosis = quantization.diagnose(model, dataset, representative_data=representative_data,
                                       num_calibration_samples=num_calibration_samples)
     for count in REPAIR_STEPS:
         worst = diagnosis.worst(count)
-        if not worst:
-            return
-        if attempt(f"int8+float[{len(worst)}]", "int8", worst).passed:
-            return
+        if not worst or attempt(f"int8+float[{len(worst)}]", "int8", worst).passed:
+            break
+    return diagnosis
 
 
 def _reason(winner, tried, budget, target, threads):

@@ -112,6 +112,11 @@ class StudyConfig:
                                 "with its worst layers in float, dynamic, float16, float32); "
                                 "none: no export and no latency.",
                                 choices=(*tfkd.export.QUANTIZATIONS, "auto", "none"))
+    diagnose_quantization: bool = setting(False, "Per-layer int8 error of each exported "
+                                          "student (tfkd.quantization.diagnose, ~10 s a run): "
+                                          "quantization_errors.csv in its folder and a plot in "
+                                          "the report. quantization=auto diagnoses whenever "
+                                          "full int8 misses the budget.")
     max_quantization_drop: float = setting(1.0, "Accuracy points the export may lose before it "
                                            "is flagged.")
     teacher_cache: str = setting("auto", "auto: run each teacher once over the train and test "

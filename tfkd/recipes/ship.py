@@ -1,8 +1,13 @@
 """What happens to a study's answer after training: its TFLite export, checked, and its latency."""
 
+import csv
 import os
 
 import tfkd
+
+# The worst tensors of an int8 diagnosis kept in metrics.json (all go to a CSV beside it).
+LAYER_ERRORS_KEPT = 20
+
 
 def nothing():
     """The export and latency fields of a run that is not exported."""
@@ -33,11 +38,26 @@ def export_and_bench(config, student, run_dir, data):
     record = {"path": path, "bytes": check.export.size_bytes,
               "accuracy": check.tflite_accuracy, "drop_points": check.drop_points,
               "passed": check.passed, "float_ops": check.export.float_ops}
+    diagnosis = None
     if check.auto:
         record.update(chosen=check.auto["chosen"], reason=check.auto["reason"],
                       candidates=check.auto["candidates"])
+        diagnosis = check.auto["diagnosis"]
+    if config.diagnose_quantization and diagnosis is None:
+        diagnosis = tfkd.quantization.diagnose(student, data.test,
+                                               representative_data=data.calibration)
+    if diagnosis is not None:
+        record["layer_errors"] = diagnosis.to_rows()[:LAYER_ERRORS_KEPT]
+        _write_csv(os.path.join(run_dir, "quantization_errors.csv"), diagnosis.to_rows())
     tflite = {config.quantization: record}
     bench = [result.to_dict() for target in config.targets
              for result in tfkd.bench.run(path, target, threads=config.bench_threads,
                                           delegate=config.delegates)]
     return {"tflite": tflite, "bench": bench}
+
+
+def _write_csv(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["tensor"])
+        writer.writeheader()
+        writer.writerows(rows)

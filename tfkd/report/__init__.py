@@ -126,7 +126,10 @@ def build(study_dir, *more_dirs, output_dir=None):
     plot_dir = os.path.join(out, "plots")
     os.makedirs(plot_dir, exist_ok=True)
     notes = {}
-    for name, draw in plots.PLOTS.items():
+    wanted = dict(plots.PLOTS)
+    wanted.update({name: draw for name, (draw, shows) in plots.OPTIONAL_PLOTS.items()
+                   if shows(study)})
+    for name, draw in wanted.items():
         written[name] = os.path.join(plot_dir, name + ".png")
         notes[name] = _write_atomic(written[name], lambda f, draw=draw: draw(study, f),
                                     binary=True)

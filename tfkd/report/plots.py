@@ -289,6 +289,33 @@ def training_curves(study, f):
     return None
 
 
+def layer_error_runs(study):
+    """The runs whose export record holds a per-layer int8 diagnosis (worst first)."""
+    return [(run, record) for run in study.runs
+            for record in tables.tflite_entries(run).values() if record.get("layer_errors")]
+
+
+def quantization_errors(study, f):
+    """The worst int8 tensors of each diagnosed run (up to 4 runs, 12 tensors each)."""
+    runs = layer_error_runs(study)[:4]
+    fig = Figure(figsize=(9, 3.2 * len(runs)), dpi=DPI)
+    FigureCanvasAgg(fig)
+    for k, (run, record) in enumerate(runs):
+        ax = fig.add_subplot(len(runs), 1, k + 1)
+        rows = record["layer_errors"][:12][::-1]  # worst at the top
+        labels = [f"{r.get('layer') or r.get('tensor', '')[-28:]} ({r.get('op')})" for r in rows]
+        ax.barh(range(len(rows)), [255 * number(r.get("error")) for r in rows], color="C3")
+        ax.set_yticks(range(len(rows)), labels, fontsize="x-small")
+        ax.set(title=f"{run.get('run_id')}: int8 error per tensor",
+               xlabel="RMSE vs float, in quantization steps")
+        ax.grid(True, axis="x", alpha=0.3)
+    _save(fig, f)
+    return None
+
+
+# Written only when the study has what they show: name -> (function, predicate on the study).
+OPTIONAL_PLOTS = {"quantization_errors": (quantization_errors, layer_error_runs)}
+
 # The plots `build` writes, in report order: file name (without .png) -> function.
 PLOTS = {
     "accuracy_vs_latency": accuracy_vs_latency,
