@@ -172,7 +172,11 @@ def check_image_model(model):
                         "to_tflite(distiller.student, ...)")
     if not isinstance(model, keras.Model):
         raise TypeError(f"to_tflite needs a keras.Model, got {type(model).__name__}")
-    shapes = [tuple(i.shape) for i in model.inputs] if model.inputs else []
+    try:
+        inputs = model.inputs  # a subclassed model has none
+    except AttributeError:
+        inputs = None
+    shapes = [tuple(i.shape) for i in inputs] if inputs else []
     if len(shapes) != 1 or len(shapes[0]) != 4 or None in shapes[0][1:]:
         raise ValueError(f"to_tflite exports models with one image input of fixed size "
                          f"(batch, height, width, channels); this model's inputs are {shapes}")
