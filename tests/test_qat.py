@@ -82,3 +82,20 @@ def test_a_subclassed_model_is_refused():
     model(np.zeros((1, 8, 8, 3), "float32"))
     with pytest.raises(ValueError, match="quantize_model needs a functional keras.Model"):
         qat.quantize_model(model, np.zeros((4, 8, 8, 3), "float32"))
+
+
+def test_finetune_after_kd_has_a_kd_qat_mode(tmp_path):
+    from tfkd.recipes import finetune_after_kd
+
+    rows = finetune_after_kd.run(finetune_after_kd.Config(
+        data_size=16, teacher="convnet_s", teacher_size=16, student="convnet_s",
+        student_size=16, limit=256, teacher_limit=256, test_limit=128, teacher_epochs=1,
+        kd_epochs=1, ft_epochs=1, qat=True, targets=(), verbose=0, output_dir=str(tmp_path)))
+    by_mode = {row["mode"]: row for row in rows}
+    assert set(by_mode) == {"kd-stage", "kd+ft", "kd+qat", "kd", "scratch"}
+    run = by_mode["kd+qat"]
+    assert run["teacher"] == "convnet_s" and run["epochs"] == 1
+    assert run["tflite"]["int8"]["passed"] and run["tflite"]["int8"]["float_ops"] == []
+    saved = tfkd.models.load_model(tmp_path / "finetune_after_kd" / "default" / "runs" /
+                                   run["run_id"] / "student.keras")
+    assert qat.fake_quant_layers(saved)  # the shipped student is the quantization-aware one

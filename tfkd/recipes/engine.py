@@ -174,6 +174,8 @@ def train_run(study, spec, config, data, teacher=None):
     # Student, Distiller and optimizer get their variables on every replica of the strategy.
     with distributed.strategy(config.strategy).scope():
         student = _student(spec, config, data.num_classes)
+        if modes.get(spec.mode).quantization_aware:  # fake quantization around its layers
+            student = tfkd.qat.quantize_model(student, data.calibration)
         model, train, test = _trainable(spec, config, student, teacher, data)
     history_path = os.path.join(run_dir, folder.HISTORY)
     spent = sum(folder.history_columns(history_path).get("epoch_seconds", []) or [0.0])

@@ -14,6 +14,7 @@ With no flags it trains a `convnet_m` teacher at 28x28 on 30,000 Fashion-MNIST t
 first 5,000 images four ways, all ending after the same N+M = 3 epochs except the first:
     kd-stage  KD for N = 2 epochs (the starting point of kd+ft);
     kd+ft     that student fine-tuned on the labels for M = 1 epoch (peak rate --ft_learning_rate);
+    kd+qat    (with --qat) that student trained quantization-aware under the teacher for M;
     kd        KD for N+M epochs;
     scratch   labels only for N+M epochs.
 Each run is evaluated on the 10,000 test images after every epoch; kd and kd+ft students are
@@ -49,6 +50,9 @@ class Config(StudyConfig):
     kd_epochs: int = setting(2, "N: KD epochs before fine-tuning.")
     ft_epochs: int = setting(1, "M: fine-tuning epochs on the labels after KD.")
     ft_learning_rate: float = setting(5e-4, "Peak learning rate of the fine-tuning stage.")
+    qat: bool = setting(False, "Also a kd+qat run: the kd-stage student trained "
+                        "quantization-aware (tfkd.qat) under the teacher for M epochs at "
+                        "--ft_learning_rate, its int8 export using the learned ranges.")
 
     def check(self):
         super().check()
@@ -78,8 +82,11 @@ def plan(config):
         start = os.path.join(study_dir, folder.RUNS, stage.run_id, folder.STUDENT)
         runs += [stage,
                  spec(mode=modes.KD_FT, epochs=config.ft_epochs, init_from=start,
-                      learning_rate=config.ft_learning_rate),
-                 spec(mode=modes.KD, epochs=total), spec(mode=modes.SCRATCH, epochs=total)]
+                      learning_rate=config.ft_learning_rate)]
+        if config.qat:
+            runs.append(spec(mode=modes.KD_QAT, epochs=config.ft_epochs, init_from=start,
+                             learning_rate=config.ft_learning_rate))
+        runs += [spec(mode=modes.KD, epochs=total), spec(mode=modes.SCRATCH, epochs=total)]
     return runs
 
 

@@ -7,7 +7,7 @@ as kd+qat or feature KD, is one entry here plus its training in the engine.
 
 import dataclasses
 
-SCRATCH, KD, KD_STAGE, KD_FT = "scratch", "kd", "kd-stage", "kd+ft"
+SCRATCH, KD, KD_STAGE, KD_FT, KD_QAT = "scratch", "kd", "kd-stage", "kd+ft", "kd+qat"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +23,8 @@ class Mode:
         shipped: the study's answer: exported, checked and timed, and compared with scratch in
             the report. Baselines and intermediate stages are not (an export and a 10,000-image
             check cost ~20 s on a CPU).
+        quantization_aware: the student trains with fake quantization (`tfkd.qat`), so its
+            int8 export uses the ranges it learned.
     """
 
     name: str
@@ -30,6 +32,7 @@ class Mode:
     distills: bool
     teacher: bool
     shipped: bool
+    quantization_aware: bool = False
 
 
 _TABLE = (
@@ -38,8 +41,10 @@ _TABLE = (
     Mode(KD, "distilled from the teacher", distills=True, teacher=True, shipped=True),
     Mode(KD_FT, "a kd-stage student fine-tuned on the labels", distills=False, teacher=True,
          shipped=True),
-    Mode(KD_STAGE, "distilled, as the first stage of a kd+ft run", distills=True, teacher=True,
-         shipped=False),
+    Mode(KD_STAGE, "distilled, as the first stage of a kd+ft or kd+qat run", distills=True,
+         teacher=True, shipped=False),
+    Mode(KD_QAT, "a kd-stage student trained quantization-aware, still distilled",
+         distills=True, teacher=True, shipped=True, quantization_aware=True),
 )
 MODES = {mode.name: mode for mode in _TABLE}
 # The final distilled students, compared with scratch (the report's "KD gain").
