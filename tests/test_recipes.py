@@ -170,8 +170,9 @@ def test_flags_are_read_in_the_command_line_module_only():
 
 
 def test_run_modes_come_from_one_table():
-    assert modes.SHIPPED == ("kd", "kd+ft")
-    assert [modes.order(m) for m in ("scratch", "kd", "kd+ft", "kd-stage", "new")] == [0, 1, 2,
-                                                                                      3, 4]
-    with pytest.raises(ValueError, match=r"unknown run mode 'kd\+qat'; choose one of"):
-        engine.RunSpec(student="convnet_s", resolution=16, mode="kd+qat", seed=0, epochs=1)
+    assert modes.SHIPPED == ("kd", "kd+ft", "kd+qat")
+    assert [modes.order(m) for m in ("scratch", "kd", "kd+ft", "kd-stage", "kd+qat", "new")] \
+        == [0, 1, 2, 3, 4, 5]
+    assert [m for m in modes.MODES if modes.get(m).quantization_aware] == ["kd+qat"]
+    with pytest.raises(ValueError, match=r"unknown run mode 'kd\+feat'; choose one of"):
+        engine.RunSpec(student="convnet_s", resolution=16, mode="kd+feat", seed=0, epochs=1)
