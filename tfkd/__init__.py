@@ -5,7 +5,7 @@
     distiller = tfkd.Distiller(teacher=teacher, student=student)
 """
 
-from tfkd import bench, data, distribute, export, losses, models, quantization, teacher_cache
+from tfkd import bench, data, distribute, export, losses, models, qat, quantization, teacher_cache
 from tfkd.distiller import Distiller
 from tfkd.losses import LOSSES
 from tfkd.models import create_model, describe, list_models, min_image_size
@@ -15,4 +15,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Distiller", "LOSSES", "TeacherCache", "bench", "create_model", "data", "describe",
            "distribute", "export", "list_models", "losses", "min_image_size", "models",
-           "quantization", "teacher_cache"]
+           "qat", "quantization", "teacher_cache"]
