@@ -7,10 +7,10 @@
 
 `quantize_model` rebuilds the student's functional graph around the same layers (so the student
 itself is trained too) with a `FakeQuant` layer after every layer whose output becomes an int8
-tensor of free range in the TFLite file (convolutions, dense, BN, ReLU, add, multiply, pooling,
-normalization, attention; see `_QUANTIZED_OUTPUTS`). It leaves out what the converter fuses away: the output of a
-convolution or dense layer feeding only a BatchNormalization (folded into its weights) and a BN
-or layer feeding only a ReLU/ReLU6 (fused into the op). So each trained range sits exactly on a
+tensor of free range in the TFLite file (convolutions, dense, BN, activations, add, multiply,
+pooling, normalization, attention; see `_QUANTIZED_OUTPUTS`). It leaves out what the converter
+fuses away: the output of a convolution or dense layer feeding only a BatchNormalization
+(folded into its weights) and a BN or layer feeding only a ReLU/ReLU6 (fused into the op). So each trained range sits exactly on a
 tensor the converter keeps, and the converter takes it from the fake-quant op instead of
 calibrating: the ranges learned are the ranges shipped (a test checks the scales in the file).
 
@@ -30,10 +30,10 @@ from tfkd.export import calibration_images, check_image_model
 # Layers whose output the converter folds into the layer before (BN) or fuses into it (ReLU).
 _FUSED_ACTIVATIONS = ("relu", "relu6")
 # Layers whose int8 kernels take any output range: their outputs get a FakeQuant. Others keep
-# the converter's own choice: ops that must keep their input's scale (reshape, max pooling,
-# concatenation) or need a range tied to their input's (HARD_SWISH fails to prepare with an
-# independent one), and the small keras.ops pieces of fused patterns (x + 3 in hard-sigmoid),
-# are calibrated on representative data as in post-training quantization.
+# the converter's own choice, calibrated on representative data as in post-training
+# quantization: ops that must keep their input's scale (reshape, max pooling, concatenation),
+# and the keras.ops pieces of patterns the converter fuses (x + 3 and * 1/6 in MobileNetV3's
+# hard-sigmoid: ranges of their own there made HARD_SWISH fail to prepare, or stay in float).
 _QUANTIZED_OUTPUTS = (
     keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense,
     keras.layers.EinsumDense, keras.layers.BatchNormalization, keras.layers.ReLU,
