@@ -45,6 +45,8 @@ def choose(model, path, dataset, *, representative_data, num_calibration_samples
     """
     from tfkd import export  # noqa: PLC0415 - export calls this module
 
+    if representative_data is None:  # as export_and_check does: calibrate on the dataset
+        representative_data = dataset
     tried, checks = [], {}
     with tempfile.TemporaryDirectory() as tmp:
 
@@ -74,13 +76,25 @@ def choose(model, path, dataset, *, representative_data, num_calibration_samples
         within = [c for c in tried if c.passed] or [tried[-1]]
         winner = min(within, key=lambda c: (c.median_ms, c.size_bytes))
         chosen = checks[winner.name]
-        shutil.copyfile(chosen.export.path, path)
+        _copy_atomically(chosen.export.path, os.fspath(path))
     chosen.export.path = str(path)
     return chosen, {"target": target, "threads": threads, "delegate": delegate,
                     "candidates": [dataclasses.asdict(c) for c in tried],
                     "chosen": winner.name, "reason": _reason(winner, tried, max_drop_points,
                                                              target, threads),
                     "diagnosis": diagnosis}
+
+
+def _copy_atomically(source, path):
+    """Copies to a new name beside `path`, then renames: never a truncated file at `path`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    part = f"{path}.{os.getpid()}.part"
+    try:
+        shutil.copyfile(source, part)
+        os.replace(part, path)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
 
 
 def _repair(model, dataset, representative_data, num_calibration_samples, attempt):
