@@ -54,7 +54,7 @@ def test_a_fresh_head_on_the_preset_backbone_when_the_classes_differ(presets):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert classifier.backbone.input_shape[1:3] == (None, None)  # a CNN runs at 48 itself
     assert not any(isinstance(layer, keras.layers.Resizing)
-                   for layer in _all_layers(model)), "no resize for a size-free backbone"
+                   for layer in tfkd.models.all_layers(model)), "no resize for a CNN"
 
 
 def test_a_fixed_size_backbone_gets_its_input_resized_inside(presets):
@@ -155,12 +155,6 @@ def test_a_preset_without_an_image_converter_is_refused(tmp_path):
                                          "preprocessing"):
         tfkd.create_model(f"hub:{tmp_path / 'bare'}", image_size=32, num_classes=3)
 
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
 
 
 def test_a_fixed_size_efficientnet_is_resized_and_a_too_small_vgg_says_so(tmp_path):

@@ -407,6 +407,9 @@ def export_and_check(model, path, dataset, *, quantization="int8", representativ
         if keep_float:
             raise ValueError("keep_float does not combine with quantization='auto', which "
                              "chooses what to keep in float itself")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"quantization='auto' times each candidate at one thread count; "
+                             f"pass threads=N (an int >= 1), got threads={threads!r}")
         check, auto = auto_export.choose(
             model, path, dataset, representative_data=representative_data,
             num_calibration_samples=num_calibration_samples, max_drop_points=max_drop_points,

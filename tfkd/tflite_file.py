@@ -91,9 +91,7 @@ def read_info(path):
     counts, float_ops, custom_ops = collections.Counter(), set(), set()
     for k in range(graph.OperatorsLength()):
         op = graph.Operators(k)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        # Builtin codes above 127 live in BuiltinCode(); older files only fill the deprecated one.
-        name = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "UNKNOWN")
+        name = _op_name(model, op, op_names)
         if name == "CUSTOM":
             name = code.CustomCode().decode()
             custom_ops.add(name)
@@ -109,6 +107,13 @@ def read_info(path):
         custom_ops=sorted(custom_ops))
 
 
+def _op_name(model, op, op_names):
+    """The builtin op type of `op` ("CONV_2D"; "CUSTOM" for custom ops)."""
+    code = model.OperatorCodes(op.OpcodeIndex())
+    # Builtin codes above 127 live in BuiltinCode(); older files only fill the deprecated one.
+    return op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "UNKNOWN")
+
+
 def op_outputs(buf):
     """(op type, output tensor names) of every op of the first subgraph of .tflite bytes."""
     schema = _schema()
@@ -118,8 +123,7 @@ def op_outputs(buf):
     found = []
     for k in range(graph.OperatorsLength()):
         op = graph.Operators(k)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        name = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "UNKNOWN")
+        name = _op_name(model, op, op_names)
         found.append((name, [graph.Tensors(int(i)).Name().decode()
                              for i in op.OutputsAsNumpy() if i >= 0]))
     return found
