@@ -114,6 +114,8 @@ def test_pretrained_settings_are_checked_before_any_work(tmp_path):
         (train_teacher.Config(teacher_warmup_epochs=-1), "teacher_warmup_epochs=-1"),
         (resolution_sweep.Config(teacher="hub:", teacher_size=32),
          "hub: needs a preset after the colon"),
+        (resolution_sweep.Config(student=f"hub:{tmp_path}"),
+         "resolutions: hub:.* is not a keras-hub preset folder"),
     ]
     for config, message in cases:
         with pytest.raises(ConfigError, match=message):

@@ -93,7 +93,7 @@ def read_info(path):
         op = graph.Operators(k)
         name = _op_name(model, op, op_names)
         if name == "CUSTOM":
-            name = code.CustomCode().decode()
+            name = model.OperatorCodes(op.OpcodeIndex()).CustomCode().decode()
             custom_ops.add(name)
         counts[name] += 1
         ids = [int(i) for i in np.concatenate([op.InputsAsNumpy(), op.OutputsAsNumpy()]) if i >= 0]

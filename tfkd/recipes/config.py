@@ -264,7 +264,9 @@ def check_sizes(sizes, model, name):
     try:
         minimum = tfkd.models.min_image_size(model)
     except (ImportError, OSError, ValueError) as e:  # a hub preset that cannot be read
-        raise ConfigError(lambda n: f"{n(name)}: {e}") from None
+        # `e` is unbound when the except block ends; the lambda runs later, so keep its text.
+        reason = str(e)
+        raise ConfigError(lambda n: f"{n(name)}: {reason}") from None
     too_small = [s for s in sizes if s < minimum]
     if too_small:
         raise ConfigError(lambda n: f"{n(name)}={show(sizes)}: {model} needs sides of at least "
