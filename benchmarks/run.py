@@ -37,7 +37,7 @@ if HERE not in sys.path:  # imported from elsewhere (the tests): siblings must s
     sys.path.insert(0, HERE)
 
 BENCHMARKS = ["kd_step", "kd_vs_keras", "cached_kd", "input_pipeline", "int8_latency",
-              "image_folder", "quantization_choice"]
+              "image_folder", "quantization_choice", "feature_kd"]
 DEFAULT_OUTPUT = os.path.join(HERE, "results.json")
 START_MARKER = "<!-- perf:start"
 END_MARKER = "<!-- perf:end -->"

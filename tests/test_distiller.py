@@ -75,7 +75,7 @@ def test_error_for_weight_outside_unit_interval(weight):
 
 def test_error_for_unknown_loss_name():
     with pytest.raises(ValueError, match=r"Unknown distillation_loss 'kld'; use one of "
-                                         r"\['dkd', 'hard', 'kl'\]"):
+                                         r"\['dist', 'dkd', 'hard', 'kl'\]"):
         tfkd.Distiller(teacher=tiny_cnn(16), student=tiny_cnn(16), distillation_loss="kld")
 
 

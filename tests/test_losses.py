@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfkd import losses
 
@@ -83,6 +84,41 @@ def test_cross_entropy_matches_numpy():
     np.testing.assert_allclose(float(losses.cross_entropy(STUDENT, LABELS)), expected, rtol=1e-5)
 
 
+def np_dist(s, t, temp, beta, gamma):
+    """DIST from the paper's definitions: 1 - Pearson r per example and per class."""
+    ps, pt = np_softmax(s / temp), np_softmax(t / temp)
+    inter = np.mean([1 - np.corrcoef(a, b)[0, 1] for a, b in zip(ps, pt)])
+    intra = np.mean([1 - np.corrcoef(ps[:, c], pt[:, c])[0, 1] for c in range(s.shape[1])])
+    return temp * temp * (beta * inter + gamma * intra)
+
+
+@pytest.mark.parametrize("beta,gamma,temp", [(1.0, 1.0, 1.0), (2.0, 0.5, 4.0)])
+def test_dist_matches_numpy(beta, gamma, temp):
+    expected = np_dist(STUDENT, TEACHER, temp, beta, gamma)
+    got = float(losses.dist(STUDENT, TEACHER, LABELS, temperature=temp, beta=beta, gamma=gamma))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_dist_is_zero_for_identical_logits_and_invariant_to_shifting_them():
+    assert abs(float(losses.dist(TEACHER, TEACHER))) < 1e-5
+    np.testing.assert_allclose(float(losses.dist(STUDENT + 3.0, TEACHER)),
+                               float(losses.dist(STUDENT, TEACHER)), rtol=1e-5)
+
+
+def test_dist_gradient_is_finite_for_a_batch_of_one():
+    variable = tf.Variable(STUDENT[:1])
+    with tf.GradientTape() as tape:
+        loss = losses.dist(variable, TEACHER[:1])
+    grad = tape.gradient(loss, variable).numpy()
+    assert np.isfinite(float(loss)) and np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+
+def test_dist_rejects_sample_weight():
+    with pytest.raises(ValueError, match="dist compares the examples of a batch with each other"
+                                         ".*pass no sample_weight"):
+        losses.dist(STUDENT, TEACHER, sample_weight=np.ones(3, "float32"))
+
+
 def test_losses_table_names():
-    assert set(losses.LOSSES) == {"kl", "hard", "dkd"}
+    assert set(losses.LOSSES) == {"kl", "hard", "dkd", "dist"}
     assert all(callable(f) for f in losses.LOSSES.values())

@@ -170,9 +170,10 @@ def test_flags_are_read_in_the_command_line_module_only():
 
 
 def test_run_modes_come_from_one_table():
-    assert modes.SHIPPED == ("kd", "kd+ft", "kd+qat")
-    assert [modes.order(m) for m in ("scratch", "kd", "kd+ft", "kd-stage", "kd+qat", "new")] \
-        == [0, 1, 2, 3, 4, 5]
+    assert modes.SHIPPED == ("kd", "kd+feat", "kd+ft", "kd+qat")
+    assert [modes.order(m) for m in ("scratch", "kd", "kd+feat", "kd+ft", "kd-stage", "kd+qat",
+                                     "new")] == [0, 1, 2, 3, 4, 5, 6]
     assert [m for m in modes.MODES if modes.get(m).quantization_aware] == ["kd+qat"]
-    with pytest.raises(ValueError, match=r"unknown run mode 'kd\+feat'; choose one of"):
-        engine.RunSpec(student="convnet_s", resolution=16, mode="kd+feat", seed=0, epochs=1)
+    assert [m for m in modes.MODES if modes.get(m).features] == ["kd+feat"]
+    with pytest.raises(ValueError, match=r"unknown run mode 'kd\+dream'; choose one of"):
+        engine.RunSpec(student="convnet_s", resolution=16, mode="kd+dream", seed=0, epochs=1)

@@ -5,14 +5,16 @@
     distiller = tfkd.Distiller(teacher=teacher, student=student)
 """
 
-from tfkd import bench, data, distribute, export, losses, models, qat, quantization, teacher_cache
+from tfkd import (bench, data, distribute, export, feature_losses, features, losses, models, qat,
+                  quantization, teacher_cache)
 from tfkd.distiller import Distiller
+from tfkd.features import FeatureTerm
 from tfkd.losses import LOSSES
 from tfkd.models import create_model, describe, list_models, min_image_size
 from tfkd.teacher_cache import TeacherCache
 
 __version__ = "0.1.0"
 
-__all__ = ["Distiller", "LOSSES", "TeacherCache", "bench", "create_model", "data", "describe",
-           "distribute", "export", "list_models", "losses", "min_image_size", "models",
-           "qat", "quantization", "teacher_cache"]
+__all__ = ["Distiller", "FeatureTerm", "LOSSES", "TeacherCache", "bench", "create_model", "data",
+           "describe", "distribute", "export", "feature_losses", "features", "list_models",
+           "losses", "min_image_size", "models", "qat", "quantization", "teacher_cache"]

@@ -7,6 +7,9 @@ label loss on their class head and the distillation loss on their distillation h
 
 Batches of `(images, labels, teacher_logits)` (from `tfkd.TeacherCache.dataset`) skip the
 teacher's forward pass: the stored logits are used instead.
+
+`features=[...]` adds feature-distillation terms (`tfkd.features`): intermediate outputs of
+both models, aligned, compared by the losses of `tfkd.feature_losses`.
 """
 
 import inspect
@@ -16,6 +19,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tfkd import features as features_lib
 from tfkd import losses as losses_lib
 from tfkd import models as models_lib
 from tfkd.checks import check_classifier, checked_labels, label_errors
@@ -52,14 +56,18 @@ class Distiller(keras.Model):
     """Trains `student` to match a frozen `teacher` and the labels.
 
     The loss is `student_loss_weight * CE(labels, student) + (1 - student_loss_weight) *
-    distillation_loss(student, teacher)`. `fit` and `evaluate` report `loss`, `student_loss`,
-    `distillation_loss`, `teacher_agreement` (share of examples where student and teacher
-    top-1 agree) and the compiled metrics; `predict` and `__call__` return student logits.
+    distillation_loss(student, teacher)`, plus `weight * loss` for each feature term. `fit` and
+    `evaluate` report `loss`, `student_loss`, `distillation_loss`, `teacher_agreement` (share
+    of examples where student and teacher top-1 agree), one `<loss>_loss` per feature term
+    (e.g. `hint_loss`) and the compiled metrics; `predict` and `__call__` return student
+    logits.
 
     `fit` and `evaluate` take `(images, labels)` batches, `(images, labels, sample_weight)` with
     (batch,) weights, or `(images, labels, teacher_logits)` with (batch, classes) precomputed
-    teacher logits (see `tfkd.TeacherCache`): then the teacher does not run. The two 3-tuples
-    are told apart by the shape of their third element.
+    teacher logits (see `tfkd.TeacherCache`): then the teacher does not run, or with feature
+    terms runs only up to its deepest feature layer (features are not cached: a stage map is
+    thousands of floats per image against a few logits). The two 3-tuples are told apart by
+    the shape of their third element.
 
     Args:
         teacher: a `keras.Model` with a fixed input size that outputs logits. It is frozen
@@ -72,6 +80,10 @@ class Distiller(keras.Model):
             `f(student_logits, teacher_logits, labels, *, temperature, ...) -> scalar`.
         distillation_loss_kwargs: extra keyword arguments for the loss, e.g.
             `{"alpha": 1.0, "beta": 8.0}` for "dkd".
+        features: feature-distillation terms: a list of `tfkd.features.FeatureTerm`s or tuples
+            `(teacher_layer, student_layer[, loss[, weight]])`, e.g.
+            `tfkd.features.propose(teacher, student)`. Channel projections are trained with
+            the student and belong to the Distiller: `distiller.student` exports unchanged.
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Raises:
@@ -80,7 +92,8 @@ class Distiller(keras.Model):
     """
 
     def __init__(self, teacher, student, temperature=4.0, student_loss_weight=0.5,
-                 distillation_loss="kl", distillation_loss_kwargs=None, **kwargs):
+                 distillation_loss="kl", distillation_loss_kwargs=None, features=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self._teacher_size, teacher_classes = check_classifier(teacher, "teacher")
         self._student_size, student_classes = check_classifier(student, "student")
@@ -109,6 +122,15 @@ class Distiller(keras.Model):
         self.student = student
         # DeiT students expose their two heads; None for every other model.
         self._student_heads = models_lib.distillation_heads(student)
+        self.features = features_lib.as_terms(features)
+        self._feature_plan = None
+        if self.features:
+            logits = self._student_heads.outputs if self._student_heads else [student.output]
+            self._feature_plan = features_lib.FeaturePlan(self.features, teacher, student,
+                                                          logits)
+            self.feature_projections = self._feature_plan.projections
+        self.feature_trackers = [keras.metrics.Mean(name=name) for name in (
+            self._feature_plan.metric_names if self._feature_plan else [])]
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.agreement_tracker = keras.metrics.Mean(name="teacher_agreement")
@@ -142,8 +164,14 @@ class Distiller(keras.Model):
         self.compile(**keras.saving.deserialize_keras_object(config))
 
     def call(self, inputs, training=None):
-        """Student logits; while training a DeiT student, its (class, distillation) logits."""
+        """Student logits; while training a DeiT student, its (class, distillation) logits, and
+        with feature terms (class, distillation, features)."""
         x = resize_images(inputs, self._student_size)
+        if training and self._feature_plan is not None:
+            outputs = _as_list(self._feature_plan.student(x, training=True))
+            count = self._feature_plan.logit_count
+            class_logits, distill_logits = outputs[0], outputs[count - 1]
+            return class_logits, distill_logits, tuple(outputs[count:])
         if training and self._student_heads is not None:
             return tuple(self._student_heads(x, training=True))
         return self.student(x, training=training)
@@ -158,19 +186,22 @@ class Distiller(keras.Model):
         sample_weight, cached = self._split_cached_logits(sample_weight)
         if y_pred is None:
             y_pred = self(x, training=training)
-        class_logits, distill_logits = (y_pred if isinstance(y_pred, tuple)
+        class_logits, distill_logits = (y_pred[:2] if isinstance(y_pred, tuple)
                                         else (y_pred, y_pred))
-        if cached is not None:
-            teacher_logits = ops.cast(cached, "float32")
-        else:
-            teacher_logits = ops.stop_gradient(
-                self.teacher(resize_images(x, self._teacher_size), training=False))
+        teacher_logits, teacher_features = self._teacher_outputs(x, cached)
         # Keras losses return this replica's share of the global mean; undo that to combine.
         student_loss = self._student_loss(y, class_logits, sample_weight) * _replicas()
         distill_loss = self._call_loss(distill_logits, teacher_logits, y, sample_weight)
         w = self.student_loss_weight
         total = w * student_loss + (1.0 - w) * distill_loss
         batch = ops.shape(class_logits)[0]
+        if self._feature_plan is not None:
+            student_features = (y_pred[2] if isinstance(y_pred, tuple) and len(y_pred) > 2
+                                else self._student_features(x))
+            values = self._feature_plan.losses(student_features, teacher_features, sample_weight)
+            for term, tracker, value in zip(self.features, self.feature_trackers, values):
+                tracker.update_state(value, sample_weight=batch)
+                total = total + term.weight * value
         self.student_loss_tracker.update_state(student_loss, sample_weight=batch)
         self.distillation_loss_tracker.update_state(distill_loss, sample_weight=batch)
         student_top1 = ops.argmax(_merge_heads(y_pred), axis=-1)
@@ -178,6 +209,27 @@ class Distiller(keras.Model):
         self.agreement_tracker.update_state(agree)
         # Each replica returns its share of the global mean, as Keras's own losses do.
         return total / _replicas()
+
+    def _teacher_outputs(self, x, cached):
+        """(teacher logits, teacher features or None); cached logits are used when given."""
+        plan = self._feature_plan
+        teacher_x = None if cached is not None and plan is None else resize_images(
+            x, self._teacher_size)
+        if plan is None:
+            logits = cached if cached is not None else self.teacher(teacher_x, training=False)
+            return ops.stop_gradient(ops.cast(logits, "float32")), None
+        if cached is not None:
+            features = _as_list(plan.teacher_features(teacher_x, training=False))
+            return ops.cast(cached, "float32"), features
+        outputs = _as_list(plan.teacher_with_logits(teacher_x, training=False))
+        return ops.stop_gradient(ops.cast(outputs[0], "float32")), outputs[1:]
+
+    def _student_features(self, x):
+        """The student's features in evaluation, where `call` returned logits alone: a second
+        forward pass (evaluation only; training gets them from `call`)."""
+        outputs = _as_list(self._feature_plan.student(resize_images(x, self._student_size),
+                                                      training=False))
+        return outputs[self._feature_plan.logit_count:]
 
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`; a label outside [0, classes) raises a ValueError naming it."""
@@ -226,7 +278,7 @@ class Distiller(keras.Model):
     @property
     def metrics(self):
         return super().metrics + [self.student_loss_tracker, self.distillation_loss_tracker,
-                                  self.agreement_tracker]
+                                  self.agreement_tracker, *self.feature_trackers]
 
     def get_config(self):
         config = super().get_config()
@@ -239,12 +291,14 @@ class Distiller(keras.Model):
             "distillation_loss": loss if isinstance(loss, str)
             else keras.saving.serialize_keras_object(loss),
             "distillation_loss_kwargs": self._loss_kwargs,
+            "features": [term.get_config() for term in self.features],
         })
         return config
 
     def save(self, filepath, *args, **kwargs):
         """`keras.Model.save`; warns when a callable distillation_loss will not load back."""
-        _warn_if_unregistered(self.distillation_loss)
+        for loss in [self.distillation_loss, *(term.loss for term in self.features)]:
+            _warn_if_unregistered(loss)
         return super().save(filepath, *args, **kwargs)
 
     @classmethod
@@ -293,10 +347,14 @@ def _replicas():
 
 
 def _merge_heads(y_pred):
-    """A DeiT student predicts the mean of its two heads' logits."""
+    """A DeiT student predicts the mean of its two heads' logits (features, if any, follow)."""
     if isinstance(y_pred, tuple):
         return (y_pred[0] + y_pred[1]) / 2.0
     return y_pred
+
+
+def _as_list(outputs):
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
 def _accepts(fn, keyword):

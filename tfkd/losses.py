@@ -5,7 +5,8 @@ Every loss has the signature
     f(student_logits, teacher_logits, labels, *, temperature, sample_weight=None, **kw) -> scalar
 
 and returns the mean over the batch (Keras's "sum_over_batch_size": weighted sum divided by the
-batch size). They take logits, never probabilities, and know nothing about models or
+batch size); `dist` relates the examples of a batch to each other, so it takes no sample
+weights. They take logits, never probabilities, and know nothing about models or
 distribution strategies, so each one is tested against numpy on a fixed batch. `LOSSES` maps
 the names accepted by `tfkd.Distiller(distillation_loss=...)` to them.
 """
@@ -113,6 +114,57 @@ def dkd(student_logits, teacher_logits, labels, *, temperature=4.0, alpha=1.0, b
     return _batch_mean(alpha * tckd + beta * nckd, sample_weight) * (t * t)
 
 
+def _pearson_rows(a, b):
+    """Pearson correlation of each row of `a` with the same row of `b`."""
+    a = a - ops.mean(a, axis=-1, keepdims=True)
+    b = b - ops.mean(b, axis=-1, keepdims=True)
+    norms_sq = ops.sum(ops.square(a), axis=-1) * ops.sum(ops.square(b), axis=-1)
+    # rsqrt of a clamped product: a constant row gives correlation 0 and a finite gradient.
+    return ops.sum(a * b, axis=-1) * ops.rsqrt(ops.maximum(norms_sq, 1e-16))
+
+
+def dist(student_logits, teacher_logits, labels=None, *, temperature=1.0, beta=1.0, gamma=1.0,
+         sample_weight=None):
+    """DIST (Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022).
+
+    Matches relations instead of exact probabilities, which tolerates the large prediction gap
+    of a much stronger teacher. With p = softmax(logits / T):
+
+    - inter-class: 1 - Pearson correlation between p_student[i] and p_teacher[i] across the
+      classes, averaged over the examples i;
+    - intra-class: 1 - Pearson correlation between p_student[:, c] and p_teacher[:, c] across
+      the batch, averaged over the classes c.
+
+    Loss = T^2 * (beta * inter + gamma * intra). The defaults T = 1, beta = gamma = 1 are the
+    authors' ImageNet settings. A constant row or column (e.g. a batch of one for the intra
+    term) counts as uncorrelated, so its term is 1 with zero gradient.
+
+    Args:
+        student_logits: (batch, classes) student logits.
+        teacher_logits: (batch, classes) teacher logits.
+        labels: unused; accepted so every loss shares one signature.
+        temperature: softening temperature T > 0.
+        beta: weight of the inter-class term.
+        gamma: weight of the intra-class term.
+        sample_weight: must be None: the intra-class term correlates the examples of a batch
+            with each other, so they cannot be weighted one by one.
+
+    Returns:
+        Scalar loss.
+    """
+    del labels
+    if sample_weight is not None:
+        raise ValueError("dist compares the examples of a batch with each other (its "
+                         "intra-class term correlates each class across the batch) and cannot "
+                         "weight them one by one; pass no sample_weight (or use 'kl').")
+    t = float(temperature)
+    p_student = ops.softmax(ops.cast(student_logits, "float32") / t, axis=-1)
+    p_teacher = ops.softmax(ops.cast(teacher_logits, "float32") / t, axis=-1)
+    inter = 1.0 - ops.mean(_pearson_rows(p_student, p_teacher))
+    intra = 1.0 - ops.mean(_pearson_rows(ops.transpose(p_student), ops.transpose(p_teacher)))
+    return (beta * inter + gamma * intra) * (t * t)
+
+
 def cross_entropy(logits, labels, *, sample_weight=None):
     """Softmax cross-entropy of integer `labels` (batch,) against `logits` (batch, classes)."""
     log_p = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
@@ -120,4 +172,4 @@ def cross_entropy(logits, labels, *, sample_weight=None):
     return _batch_mean(-ops.sum(target * log_p, axis=-1), sample_weight)
 
 
-LOSSES = {"kl": kl, "hard": hard, "dkd": dkd}
+LOSSES = {"kl": kl, "hard": hard, "dkd": dkd, "dist": dist}

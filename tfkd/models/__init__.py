@@ -111,6 +111,19 @@ def _family_and_kind_of_model(model):
     return "model", "vit" if attends else "cnn"
 
 
+def stage_pattern(model):
+    """(regex, per_resolution) naming `model`'s feature stages, for a zoo model; else None.
+
+    A family file's `STAGES` regex groups layer names into blocks (its first group is the
+    block); the last layer of each block is a stage output. With `STAGES_PER_RESOLUTION` only
+    the deepest block at each spatial size is kept (keras.applications' many small blocks).
+    """
+    if model.name not in list_models():
+        return None
+    module = _family_of(model.name)
+    return module.STAGES, getattr(module, "STAGES_PER_RESOLUTION", False)
+
+
 def pretrained_models():
     """The zoo models that `weights="imagenet"` works for (keras.applications families)."""
     return [n for n in list_models() if hasattr(_family_of(n), "imagenet_file")]

@@ -16,6 +16,9 @@ from tfkd.models._options import check_options
 FAMILY = "convnet"
 KIND = "cnn"
 MIN_IMAGE_SIZE = 8  # three 2x2 pools leave a 1x1 map
+# Feature stages (`tfkd.features.stage_outputs`): the last layer of each `stageN_` group, the
+# pool that ends it excluded.
+STAGES = r"^(stage\d+)_(?!pool)"
 
 VARIANTS = {
     "convnet_s": {"width": 16},

@@ -16,6 +16,10 @@ from tfkd.models._options import check_options
 FAMILY = "efficientnet"
 KIND = "cnn"
 MIN_IMAGE_SIZE = 32
+# Feature stages: the last layer of each `blockN` group (its residual add or projection BN),
+# the deepest one per spatial size.
+STAGES = r"^(block\d+)[a-z]_"
+STAGES_PER_RESOLUTION = True
 
 # "imagenet": (Keras's module, the file name's stem, the key of its hash table).
 VARIANTS = {

@@ -15,6 +15,9 @@ from tfkd.models._options import check_options
 FAMILY = "mobilenet"
 KIND = "cnn"
 MIN_IMAGE_SIZE = 32
+# Feature stages: the output of each `expanded_conv` block, the deepest one per spatial size.
+STAGES = r"^(expanded_conv(?:_\d+)?)_"
+STAGES_PER_RESOLUTION = True
 
 VARIANTS = {
     "mobilenetv3_small": {"builder": keras.applications.MobileNetV3Small, "type": "small"},

@@ -32,6 +32,8 @@ KIND = "vit"
 # 32 matches the keras.applications CNNs of the zoo; at 32x32 the last MobileViT block
 # sees a 1x1 map, which is degenerate but well defined (attention over one token).
 MIN_IMAGE_SIZE = 32
+# Feature stages: the last layer of each stage s1..s5 (a feature map, after any fold).
+STAGES = r"^(s\d+)_"
 
 # Per size, from the paper's Table 4 (and ml-cvnets configs): `channels` are the stem and
 # the five stages' output channels, `dims` the transformer width of the MobileViT blocks in

@@ -30,6 +30,8 @@ FAMILY = "vit"
 KIND = "vit"
 # 8 is the smallest side for which the default rule still yields an 8x8 token grid (patch 1).
 MIN_IMAGE_SIZE = 8
+# Feature stages: the output tokens of every encoder block (class tokens included).
+STAGES = r"^(block\d+)_"
 
 VARIANTS = {
     "vit_micro": {"dim": 128, "depth": 4, "num_heads": 2, "mlp_dim": 256, "distilled": False},

@@ -80,7 +80,8 @@ def run(config=None):
 
 
 def plan(config):
-    """Per seed and student: scratch, then KD from each teacher (tagged with its name)."""
+    """Per seed and student: scratch, then KD from each teacher (tagged with its name); with
+    --features the engine adds a kd+feat twin of each KD run."""
     runs = []
     for seed in config.seeds:
         for student in config.students:
@@ -102,7 +103,10 @@ def format_table(rows):
         local = [b["median_ms"] for b in r.get("bench", [])
                  if b["target"] == "local" and b["threads"] == 1]
         gain = 100 * (r["test_accuracy"] - scratch.get(r["student"], r["test_accuracy"]))
-        lines.append(f"{r.get('teacher') or '(scratch)':<14} {r['student']:<18} "
+        teacher = r.get("teacher") or "(scratch)"
+        if r["mode"] == modes.KD_FEAT:  # the feature-KD twin of a kd run (--features)
+            teacher += "+feat"
+        lines.append(f"{teacher:<14} {r['student']:<18} "
                      f"{r['test_accuracy']:>7.4f} {gain:>+8.2f} {r['train_seconds']:>7.1f} "
                      f"{local[0] if local else float('nan'):>7.3f}")
     return "\n".join(lines)

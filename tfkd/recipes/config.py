@@ -95,6 +95,15 @@ class StudyConfig:
     temperature: float = setting(4.0, "KD temperature.")
     student_loss_weight: float = setting(0.5, "Weight of the hard-label loss in KD (the rest "
                                          "goes to distillation).")
+    distillation_loss: str = setting("kl", "Logit distillation loss (tfkd.LOSSES): kl (Hinton), "
+                                     "hard (DeiT), dkd (decoupled KD) or dist (DIST).",
+                                     choices=tuple(tfkd.LOSSES))
+    features: str = setting("none", "Feature distillation: with a value other than none, every "
+                            "kd run gets a kd+feat twin that adds these feature terms to the "
+                            "logit loss, so the study compares the two. auto (a preset per "
+                            "teacher/student family pair), hint, attention, relation or rkd "
+                            "(tfkd.features.PRESETS), or terms TEACHER_LAYER:STUDENT_LAYER"
+                            "[:LOSS[:WEIGHT]] separated by commas.")
     output_dir: str = setting("runs", "Root folder: the study goes to "
                               "OUTPUT_DIR/<recipe>/<name>/.")
     name: str = setting("default", "Study name. The same command with the same name resumes "
@@ -160,6 +169,11 @@ class StudyConfig:
         if self.targets:  # checked before any training, used after it
             check_ints(self.bench_threads, "bench_threads", 1, "1,2")
         self._check_choices()
+        try:
+            tfkd.features.parse(self.features)
+        except ValueError as e:
+            reason = str(e)
+            raise ConfigError(lambda n: f"{n('features')}: {reason}") from None
         for target in self.targets:
             try:
                 tfkd.bench.target_kind(target)

@@ -64,7 +64,21 @@ def run_recipe(recipe, config, plan, format_table, teacher_names=None):
         ConfigError: a setting the study cannot run with, before any training.
     """
     config.check()
-    return run_study(recipe, config, plan(config), format_table, teacher_names)
+    return run_study(recipe, config, with_feature_twins(plan(config), config), format_table,
+                     teacher_names)
+
+
+def with_feature_twins(runs, config):
+    """The plan with a kd+feat run after each kd run when the study has `--features`: the two
+    differ only in the feature terms, so the report compares logit-only and feature KD."""
+    if tfkd.features.parse(config.features) is None:
+        return runs
+    planned = []
+    for spec in runs:
+        planned.append(spec)
+        if spec.mode == modes.KD:
+            planned.append(dataclasses.replace(spec, mode=modes.KD_FEAT))
+    return planned
 
 
 def run_study(recipe, config, runs, format_table, teacher_names=None):
@@ -216,9 +230,12 @@ def _trainable(spec, config, student, teacher, data):
     steps = spec.epochs * data.steps_per_epoch
     optimizer = training.adam(spec.learning_rate or config.learning_rate, steps)
     if modes.get(spec.mode).distills:
+        terms = (tfkd.features.resolve(tfkd.features.parse(config.features), teacher.model,
+                                       student) if modes.get(spec.mode).features else None)
         model = tfkd.Distiller(teacher=teacher.model, student=student,
                                temperature=config.temperature,
-                               student_loss_weight=config.student_loss_weight)
+                               student_loss_weight=config.student_loss_weight,
+                               distillation_loss=config.distillation_loss, features=terms)
         model.compile(optimizer=optimizer, metrics=["accuracy"])
         return (model, *inputs.distillation_data(config, teacher, data, spec.seed))
     # Labels only: the student sees the batches resized exactly as the Distiller resizes them.

@@ -8,6 +8,7 @@ as kd+qat or feature KD, is one entry here plus its training in the engine.
 import dataclasses
 
 SCRATCH, KD, KD_STAGE, KD_FT, KD_QAT = "scratch", "kd", "kd-stage", "kd+ft", "kd+qat"
+KD_FEAT = "kd+feat"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +26,8 @@ class Mode:
             check cost ~20 s on a CPU).
         quantization_aware: the student trains with fake quantization (`tfkd.qat`), so its
             int8 export uses the ranges it learned.
+        features: the Distiller adds the study's feature terms (`--features`) to the logit
+            loss.
     """
 
     name: str
@@ -33,12 +36,15 @@ class Mode:
     teacher: bool
     shipped: bool
     quantization_aware: bool = False
+    features: bool = False
 
 
 _TABLE = (
     Mode(SCRATCH, "trained on the labels alone (the baseline KD must beat)",
          distills=False, teacher=False, shipped=False),
     Mode(KD, "distilled from the teacher", distills=True, teacher=True, shipped=True),
+    Mode(KD_FEAT, "distilled from the teacher's logits and features (--features)",
+         distills=True, teacher=True, shipped=True, features=True),
     Mode(KD_FT, "a kd-stage student fine-tuned on the labels", distills=False, teacher=True,
          shipped=True),
     Mode(KD_STAGE, "distilled, as the first stage of a kd+ft or kd+qat run", distills=True,
