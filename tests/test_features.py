@@ -226,3 +226,19 @@ def test_feature_and_loss_settings_are_checked_before_any_work(tmp_path):
     assert tfkd.features.parse("t1:s1,t2:s2:attention:0.5") == [
         features.FeatureTerm("t1", "s1"), features.FeatureTerm("t2", "s2", "attention", 0.5)]
     assert tfkd.features.parse("none") is None and tfkd.features.parse("auto") == "auto"
+
+
+def test_loss_kwargs_reach_the_loss():
+    teacher, student = model("vit_micro", seed=1), model("deit_micro", seed=2)
+    x, y = batch(16, n=4, seed=10)
+    values = {}
+    for heads in (1, 4):
+        term = tfkd.FeatureTerm("block3_mlp_residual", "block3_mlp_residual", "relation", 1.0,
+                                {"heads": heads})
+        logs = make(teacher, student, [term]).evaluate(x, y, verbose=0, return_dict=True)
+        values[heads] = logs["relation_loss"]
+    assert values[1] != pytest.approx(values[4], rel=1e-3)
+    term = tfkd.FeatureTerm("block3_mlp_residual", "block3_mlp_residual", "relation", 1.0,
+                            {"heads": 3})
+    with pytest.raises(ValueError, match="heads=3 relation heads, but the student has 128"):
+        tfkd.Distiller(teacher=teacher, student=student, features=[term])  # before any fit

@@ -408,6 +408,10 @@ class FeaturePlan:
                 self._projection_of[index] = len(self.projections)
                 self.projections.append(projection)
         self.metric_names = _metric_names(self.terms)
+        # Each loss once on a zero batch of two: a mistake in a term (relation heads that do
+        # not divide the channels, a callable's shape check) fails here, not in `fit`'s trace.
+        self.losses([ops.zeros((2, *t.shape[1:])) for t, _ in student_out],
+                    [ops.zeros((2, *t.shape[1:])) for t, _ in teacher_out])
 
     def _channels_differ(self, index):
         return self.teacher_layouts[index].channels != self.student_layouts[index].channels
