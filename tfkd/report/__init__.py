@@ -8,7 +8,8 @@ A study folder holds `config.json` and `runs/<run_id>/` folders, each with `metr
 `build` writes, atomically and into the study folder:
 
     results.csv   one row per complete run, sorted by run_id
-    report.md     configuration, per-configuration tables over seeds, KD gain, skipped runs
+    report.md     configuration, per-configuration tables over seeds, KD gain, the paper's
+                  findings with 95% intervals and verdicts (`evidence`), skipped runs
     plots/        accuracy_vs_latency.png, accuracy_memory_vs_resolution.png,
                   accuracy_vs_params.png, training_curves.png
 
@@ -26,7 +27,7 @@ import os
 import tempfile
 
 from tfkd.recipes.folder import StudyError, read_config, read_history, read_runs, run_history_path
-from tfkd.report import merge, plots, tables
+from tfkd.report import evidence, merge, plots, tables
 from tfkd.report.plots import pareto_front
 
 __all__ = ["Study", "StudyError", "build", "load_study", "pareto_front", "read_config",
@@ -136,7 +137,9 @@ def build(study_dir, *more_dirs, output_dir=None):
     written["results_csv"] = os.path.join(out, "results.csv")
     _write_atomic(written["results_csv"], lambda f: tables.write_results_csv(study, f))
     written["report_md"] = os.path.join(out, "report.md")
-    _write_atomic(written["report_md"], lambda f: f.write(tables.report_markdown(study, notes)))
+    findings = evidence.section(study.config.get("recipe"), study.runs)
+    _write_atomic(written["report_md"],
+                  lambda f: f.write(tables.report_markdown(study, notes, findings)))
     return written
 
 

@@ -373,12 +373,13 @@ def _teachers(runs):
             for name, run in sorted(found.items())]
 
 
-def report_markdown(study, notes):
+def report_markdown(study, notes, findings=()):
     """The whole report.md.
 
     Args:
         study: a loaded `Study`.
         notes: plot name -> a sentence about what the plot could not show, or None.
+        findings: the lines of the "Findings" section (`tfkd.report.evidence.section`).
     """
     lines = config_section(study)
     lines += ["", "## Results by configuration", "",
@@ -386,7 +387,7 @@ def report_markdown(study, notes):
               "Best-epoch and last-epoch accuracies are the means of the best and the final "
               "validation accuracy of training. Latency: each run's median, averaged over seeds. "
               "Sizes in kB (1000 bytes).", "", configuration_table(study.runs), ""]
-    lines += gain_section(study.runs) + export_choice_section(study.runs)
+    lines += gain_section(study.runs) + list(findings) + export_choice_section(study.runs)
     lines += ["", "## Plots", ""]
     for name in notes:
         lines.append(f"![{name.replace('_', ' ')}](plots/{name}.png)")
