@@ -15,7 +15,7 @@ def run(student, mode, seed, acc, *, kind="cnn", resolution=32, params=1000, tea
     return {"run_id": f"{student}-r{resolution}-{mode}-s{seed}", "student": student,
             "kind": kind, "resolution": resolution, "mode": mode, "seed": seed,
             "teacher": None if mode == "scratch" else teacher, "test_accuracy": acc,
-            "params": params, "peak_rss_mb": rss, "macs": macs,
+            "params": params, "rss_growth_mb": rss, "macs": macs,
             "bench": [{"target": "local", "threads": 1, "median_ms": ms}]}
 
 
@@ -99,3 +99,11 @@ def test_the_report_has_a_findings_section(tmp_path):
     half = 12.706 * statistics.stdev([2.0, 1.8]) / math.sqrt(2)
     assert f"+1.90 acc pts [{1.9 - half:+.2f}, {1.9 + half:+.2f}]" in row
     assert "**supported**" in row
+
+
+def test_a_single_seed_section_says_how_to_get_verdicts():
+    runs = [run("m", "kd", 0, 0.9), run("m", "scratch", 0, 0.8)]
+    text = "\n".join(evidence.section("resolution_sweep", runs))
+    assert "| 1 | +10.00 acc pts | **not enough evidence** |" in text
+    assert "rerun the study with --seeds=0,1,2" in text
+    assert "No finding" in "\n".join(evidence.section("resolution_sweep", runs[:1]))

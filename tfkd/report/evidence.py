@@ -163,8 +163,10 @@ def resolution_costs_and_pays(runs):
         who = f"{student} {mode}, {sides[-1]} px − {sides[0]} px"
         found += [paired("Higher resolution raises accuracy", who, "acc pts", high, low,
                          _points),
-                  paired("Higher resolution raises memory", who, "peak RSS MB", high, low,
-                         lambda r: r.get("peak_rss_mb")),
+                  # Peak RSS accumulates over the runs of one process; the growth during
+                  # the run itself does not depend on the runs before it.
+                  paired("Higher resolution raises memory", who, "RSS growth MB", high, low,
+                         lambda r: r.get("rss_growth_mb")),
                   paired("Higher resolution raises compute", who, "MMACs", high, low,
                          lambda r: (tables.number(r.get("macs")) or 0) / 1e6 or None)]
     return found
@@ -212,8 +214,12 @@ def section(recipe, runs):
         return lines + ["No finding of the paper can be checked with these runs."]
     rows = [[e.finding, e.comparison, e.seeds, _effect_text(e), f"**{e.verdict}**"]
             for e in found]
-    return lines + [METHOD, "", tables.md_table(
+    lines += [METHOD, "", tables.md_table(
         ["Finding", "Comparison", "Seeds", "Effect (95% CI)", "Verdict"], rows)]
+    if any(e.seeds < 2 for e in found):
+        lines += ["", "A comparison over fewer than two seeds has no interval and no verdict: "
+                  "rerun the study with --seeds=0,1,2 (finished runs are kept)."]
+    return lines
 
 
 def _effect_text(e):
