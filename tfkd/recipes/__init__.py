@@ -7,11 +7,13 @@ The modules, and the path a study takes through them:
 
     resolution_sweep, arch_pairing,      one per study axis: a `Config` (the settings), a `plan`
     student_size, finetune_after_kd,     (the runs), a table, and `run(config)`; train_teacher
-    train_teacher                        trains a teacher alone
+    train_teacher                        trains a teacher alone; budget_search finds the best
+                                         student within a latency budget on a device
     config      `StudyConfig`, the settings every recipe shares; `ConfigError`
     cli         the command line: absl flags made from a `Config`; nothing else reads them
     engine      run_study: opens the study folder, trains the teachers and every run, reports
-    modes       the run modes (scratch, kd, kd-stage, kd+ft) shared by engine and report
+    modes       the run modes (scratch, kd, kd+feat, kd-stage, kd+ft, kd+qat) shared by
+                engine and report
     inputs      the datasets (train, test, calibration; the teacher cache's batches)
     teacher     trains or reloads a teacher, keyed by the settings that shape it
     training    the optimizer and the resumable, timed callbacks

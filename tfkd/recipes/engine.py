@@ -43,8 +43,8 @@ class RunSpec:
 
     @property
     def run_id(self):
-        tag = f"-{_path_safe(self.tag)}" if self.tag else ""
-        return f"{_path_safe(self.student)}-r{self.resolution}-{self.mode}{tag}-s{self.seed}"
+        tag = f"-{path_safe(self.tag)}" if self.tag else ""
+        return f"{path_safe(self.student)}-r{self.resolution}-{self.mode}{tag}-s{self.seed}"
 
 
 def run_recipe(recipe, config, plan, format_table, teacher_names=None):
@@ -280,7 +280,7 @@ def _median(values):
     return values[len(values) // 2] if values else None
 
 
-def _path_safe(name):
+def path_safe(name):
     """A model name as part of a folder name: "hub:/data/vit" -> "hub_data_vit" (zoo names
     are unchanged)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")

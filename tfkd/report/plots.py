@@ -323,3 +323,29 @@ PLOTS = {
     "accuracy_vs_params": accuracy_vs_params,
     "training_curves": training_curves,
 }
+
+
+def budget_front(summary, f):
+    """The budget search's plot: accuracy against measured latency of every trained candidate,
+    each labelled, the Pareto front, the budget line and the winner (`budget_search` summary)."""
+    fig, ax = _figure()
+    points, budget = summary["pareto"], summary["latency_ms"]
+    title = f"Budget search: {budget} ms on {summary['target']}"
+    if not points:
+        return _empty(f, title, "no candidate fits the budget")
+    for p in points:
+        ax.scatter(p["ms"], 100 * p["accuracy"], color="C0" if p["pareto"] else "0.6", zorder=3)
+        ax.annotate(p["candidate"], (p["ms"], 100 * p["accuracy"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=7)
+    front = sorted((p["ms"], 100 * p["accuracy"]) for p in points if p["pareto"])
+    ax.plot(*zip(*front), color="C0", linewidth=1, label="Pareto front")
+    ax.axvline(budget, color="C3", linestyle="--", label=f"budget {budget} ms")
+    winner = summary.get("winner")
+    if winner:
+        ax.scatter(winner["retimed_ms"], 100 * winner["tflite_accuracy"], marker="*", s=200,
+                   color="C2", zorder=4, label=f"winner {winner['candidate']} (shipped file)")
+    ax.set(title=title, xlabel=f"median latency, ms ({summary['threads']} thread(s), "
+           f"{summary['delegate']})", ylabel="test accuracy, % (last round reached)")
+    ax.legend(fontsize=8)
+    _save(fig, f)
+    return None

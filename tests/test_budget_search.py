@@ -1,0 +1,113 @@
+"""budget_search: latency before training, successive halving, the winner, resume, errors."""
+
+import json
+import math
+import os
+
+import pytest
+
+import tfkd
+from tfkd.recipes import budget_search, engine, folder
+from tfkd.recipes.config import ConfigError
+
+TINY = dict(teacher="convnet_s", teacher_size=16, data_size=16, limit=256, teacher_limit=256,
+            test_limit=128, batch_size=64, teacher_epochs=1, verbose=0)
+
+
+def test_a_search_drops_slow_candidates_untrained_and_ships_a_winner_within_budget(tmp_path,
+                                                                                  capsys):
+    config = budget_search.Config(
+        students=("convnet_s", "mobilenetv3_small", "deit_micro"), resolutions=(16, 32),
+        quantizations=("int8",), latency_ms=0.5, budget_s=120, output_dir=str(tmp_path), **TINY)
+    summary = budget_search.run(config)
+    study = tmp_path / "budget_search" / "default"
+    names = [c["candidate"] for c in summary["candidates"]]
+    assert names == ["convnet_s-r16-int8", "convnet_s-r32-int8", "mobilenetv3_small-r32-int8",
+                     "deit_micro-r16-int8", "deit_micro-r32-int8"]  # mobilenet needs >= 32 px
+    assert "mobilenetv3_small needs sides >= 32; skipping [16]" in capsys.readouterr().out
+    for c in summary["candidates"]:  # each one really timed, from its own exported file
+        assert (study / "latency" / f"{c['candidate']}.tflite").exists() and c["median_ms"] > 0
+    slow = {c["student"] for c in summary["candidates"] if c["median_ms"] > 0.5}
+    assert "deit_micro" in slow  # ~2 ms here: over the budget
+    trained = os.listdir(study / "runs")
+    assert not any(run.startswith(tuple(slow)) for run in trained)  # never trained
+    first, second = summary["rounds"][:2]
+    assert first["epochs"] == 1 and len(first["results"]) == 3
+    assert second["epochs"] == 3 and len(second["results"]) == 1  # the best third, 3x longer
+    best = max(first["results"], key=lambda r: r["accuracy"])
+    assert (second["results"][0]["student"], second["results"][0]["resolution"]) == (
+        best["student"], best["resolution"])
+    winner = summary["winner"]
+    assert winner["run_id"] == second["results"][0]["run_id"]
+    assert winner["within_budget"] and winner["retimed_ms"] <= 0.5
+    assert os.path.exists(winner["path"])
+    assert sum(p["pareto"] for p in summary["pareto"]) >= 1
+    text = (study / "search.md").read_text()
+    for heading in ("## Latency", "## Rounds", "## Accuracy against measured latency",
+                    "## Winner"):
+        assert heading in text
+    assert "| deit_micro-r32-int8 |" in text and "| no |" in text
+    assert (study / "plots" / "budget_search.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((study / "search.json").read_text())["winner"]["run_id"] == \
+        winner["run_id"]
+    # The same command resumes: nothing is trained or timed again, and it decides the same.
+    again = budget_search.run(config)
+    out = capsys.readouterr().out
+    assert "latency convnet_s" not in out and out.count("skipped, already complete") == 4
+    assert again["rounds"] == summary["rounds"] and again["winner"]["run_id"] == \
+        winner["run_id"]
+
+
+def _fake_rows(accuracy, seconds):
+    def run_study(recipe, config, runs, format_table):
+        return [{"run_id": spec.run_id, "student": spec.student, "resolution": spec.resolution,
+                 "test_accuracy": accuracy[spec.student], "train_seconds": seconds * spec.epochs,
+                 "epoch_seconds": seconds} for spec in runs]
+    return run_study
+
+
+def test_halving_keeps_the_best_third_and_stops_before_overrunning_the_budget(monkeypatch,
+                                                                               tmp_path):
+    accuracy = {f"s{i}": 0.5 + 0.01 * i for i in range(9)}
+    monkeypatch.setattr(engine, "run_study", _fake_rows(accuracy, seconds=10.0))
+    study = folder.StudyFolder(str(tmp_path))
+    pairs = [(name, 32) for name in accuracy]
+    rounds = budget_search.halving(budget_search.Config(budget_s=1000), study, pairs)
+    assert [r["epochs"] for r in rounds] == [1, 3, 9]
+    assert [len(r["results"]) for r in rounds] == [9, 3, 1]
+    assert [r["student"] for r in rounds[1]["results"]] == ["s8", "s7", "s6"]
+    assert rounds[2]["results"][0]["student"] == "s8"
+    # 9 x 10 s spent; round 1 would add 3 x 2 epochs x 10 s = 60 s: over a 100 s budget.
+    rounds = budget_search.halving(budget_search.Config(budget_s=100), study, pairs)
+    assert len(rounds) == 1 and "the next round (2 more epochs for 3) would take ~60 s" in \
+        rounds[0]["stopped"]
+
+
+def test_the_latency_model_fits_a_power_law_and_reports_its_error():
+    rows = [{"candidate": f"c{i}", "macs": macs, "params": params, "kind": kind,
+             "quantization": "int8", "median_ms": 1e-6 * macs ** 0.9 * params ** 0.1 *
+             (2.0 if kind == "vit" else 1.0)}
+            for i, (macs, params, kind) in enumerate(
+                [(1e6, 1e4, "cnn"), (4e6, 2e4, "cnn"), (9e6, 1e5, "vit"), (2e7, 3e5, "cnn"),
+                 (5e7, 1e6, "vit"), (1e8, 2e6, "cnn"), (3e8, 5e5, "vit"), (6e8, 4e6, "cnn")])]
+    model = budget_search.fit_latency_model(rows)
+    assert model["coefficients"]["log_macs"] == pytest.approx(0.9, abs=1e-3)
+    assert model["coefficients"]["vit"] == pytest.approx(math.log(2.0), abs=1e-3)
+    assert model["loo_max_abs_pct"] < 0.1
+    assert "no model fitted (it needs 8)" in budget_search.fit_latency_model(rows[:5])["note"]
+
+
+def test_bad_settings_are_refused_before_any_work(tmp_path):
+    cases = [(dict(targets=("local", "adb")), "one target, one thread count and one delegate"),
+             (dict(quantizations=("int4",)), "quantizations=int4: choose from int8"),
+             (dict(latency_ms=0), "pass a latency and a budget > 0"),
+             (dict(eta=1), "eta >= 2"),
+             (dict(num_shards=2), "each round of the search is chosen from every result"),
+             (dict(students=("mobilenetv3_small",), resolutions=(16,)),
+              "mobilenetv3_small needs sides of at least 32"),
+             (dict(quantization="int8"), "quantization='int8'; choose one of none")]
+    for fields, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            budget_search.run(budget_search.Config(output_dir=str(tmp_path), **fields))
+    assert not os.listdir(tmp_path)
+    assert tfkd.recipes.budget_search.Config.FLAG_ALIASES["target"] == "targets"
