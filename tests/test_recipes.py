@@ -90,7 +90,7 @@ def test_train_teacher_saves_a_teacher_that_loads(tmp_path):
 NAMES = ["arch_pairing", "finetune_after_kd", "resolution_sweep", "student_size", "train_teacher"]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [*NAMES, "budget_search"])
 def test_every_recipe_documents_its_flags(name):
     done = subprocess.run([sys.executable, "-m", f"tfkd.recipes.{name}", "--helpfull"],
                           capture_output=True, text=True, timeout=120)
