@@ -102,6 +102,7 @@ def test_bad_settings_are_refused_before_any_work(tmp_path):
              (dict(quantizations=("int4",)), "quantizations=int4: choose from int8"),
              (dict(latency_ms=0), "pass a latency and a budget > 0"),
              (dict(eta=1), "eta >= 2"),
+             (dict(seeds=(0, 1)), "seeds=0,1: the search trains each candidate once"),
              (dict(num_shards=2), "each round of the search is chosen from every result"),
              (dict(students=("mobilenetv3_small",), resolutions=(16,)),
               "mobilenetv3_small needs sides of at least 32"),

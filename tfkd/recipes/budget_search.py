@@ -91,6 +91,9 @@ class Config(StudyConfig):
                 f"{n('latency_ms')}={self.latency_ms} {n('budget_s')}={self.budget_s} "
                 f"{n('rung_epochs')}={self.rung_epochs} {n('eta')}={self.eta}: pass a latency "
                 "and a budget > 0, at least 1 epoch and eta >= 2, e.g. 0.3, 420, 1 and 3"))
+        if len(self.seeds) != 1:
+            raise ConfigError(lambda n: f"{n('seeds')}={show(self.seeds)}: the search trains "
+                              "each candidate once; pass one seed")
         if self.num_shards > 1:
             raise ConfigError(lambda n: (
                 f"{n('num_shards')}={self.num_shards}: each round of the search is chosen from "
