@@ -1,13 +1,16 @@
 """`quantization_choice`: post-training int8, the `auto` export and QAT, per model family.
 
-    python benchmarks/run.py --only quantization_choice   # ~30-40 min on a 2-core CPU
+    python benchmarks/run.py --only quantization_choice   # ~60 min on a 2-core CPU
 
 For one model of each family (`mobilenetv3_small`, `efficientnet_b0`, `mobilevit_xxs`,
 `deit_micro`) at 32x32: train on Fashion-MNIST until held-out accuracy stops improving (early
-stopping, best epoch kept), then on the same test images compare the float Keras model with
+stopping with a patience of PATIENCE epochs, best epoch kept, at most `max_epochs`; the row's
+`plateaued` says whether it stopped by itself), then on the same test images compare the float
+Keras model with
   ptq    full-integer int8 calibrated on 200 training images (`to_tflite`),
   auto   `export_and_check(quantization="auto")` timed at 1 thread here (local LiteRT),
-  qat    `tfkd.qat.quantize_model` trained QAT_EPOCHS more epochs on the labels, int8,
+  qat    `tfkd.qat.quantize_model` trained QAT_EPOCHS more epochs as a `tfkd.Distiller`
+         student, the trained float model (a reloaded copy) teaching, then int8,
 and time float32 and each export with `tfkd.bench.run` at 1 and 2 threads (one median of
 `num_runs` invokes each; not interleaved rounds, so read latencies within a row).
 
@@ -29,9 +32,10 @@ MODELS = {"mobilenetv3_small": "cnn", "efficientnet_b0": "cnn", "mobilevit_xxs":
 IMAGE_SIZE = 32
 BATCH_SIZE = 64
 QAT_EPOCHS = 2
+PATIENCE = 2
 BUDGET = {"cnn": 0.5, "vit": 1.0}
-FULL = {"models": list(MODELS), "train_images": 12000, "val_images": 2000, "max_epochs": 8,
-        "test_images": 2000, "calibration_images": 200, "num_runs": 100}
+FULL = {"models": list(MODELS), "train_images": 12000, "val_images": 2000, "max_epochs": 40,
+        "test_images": 5000, "calibration_images": 200, "num_runs": 100}
 QUICK = {"models": ["mobilenetv3_small"], "train_images": 512, "val_images": 256,
          "max_epochs": 1, "test_images": 256, "calibration_images": 32, "num_runs": 5}
 
@@ -66,12 +70,27 @@ def train(name, data, settings):
     model = tfkd.create_model(name, image_size=IMAGE_SIZE, num_classes=10)
     steps = settings["max_epochs"] * -(-settings["train_images"] // BATCH_SIZE)
     _compile(model, 2e-3, steps)
-    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=1,
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=PATIENCE,
                                          restore_best_weights=True)
     start = time.perf_counter()
     history = model.fit(train_data, validation_data=val, epochs=settings["max_epochs"],
                         callbacks=[stop], verbose=0)
     return model, len(history.epoch), time.perf_counter() - start
+
+
+def qat_with_kd(model, data, settings, folder):
+    """QAT as the README shows it: the fake-quantized model (sharing `model`'s weights) is a
+    Distiller's student and a reloaded copy of the trained float model teaches."""
+    path = os.path.join(folder, f"{model.name}_float.keras")
+    model.save(path)
+    teacher = keras.saving.load_model(path, safe_mode=True)
+    quantized = tfkd.qat.quantize_model(model, data[3])
+    distiller = tfkd.Distiller(teacher=teacher, student=quantized)
+    steps = QAT_EPOCHS * -(-settings["train_images"] // BATCH_SIZE)
+    distiller.compile(optimizer=keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(2e-4, steps)), metrics=["accuracy"])
+    distiller.fit(data[0], epochs=QAT_EPOCHS, verbose=0)
+    return quantized
 
 
 def _latency(path, settings):
@@ -94,10 +113,7 @@ def measure_model(name, data, settings, folder):
                                         test, quantization="auto",
                                         representative_data=calibration,
                                         max_drop_points=BUDGET[kind], threads=1)
-    quantized = tfkd.qat.quantize_model(model, calibration)
-    steps = QAT_EPOCHS * -(-settings["train_images"] // BATCH_SIZE)
-    _compile(quantized, 2e-4, steps)
-    quantized.fit(data[0], epochs=QAT_EPOCHS, verbose=0)
+    quantized = qat_with_kd(model, data, settings, folder)
     qat = tfkd.export.export_and_check(quantized, os.path.join(folder, f"{name}_qat.tflite"),
                                        test, representative_data=calibration, warn=False)
     float_acc = float32.float_accuracy  # the trained model before QAT: every drop against it
@@ -105,7 +121,8 @@ def measure_model(name, data, settings, folder):
         files[label] = {"bytes": check.export.size_bytes, "ms": _latency(check.export.path,
                                                                          settings),
                         "drop_pts": round(100 * (float_acc - check.tflite_accuracy), 2)}
-    row = {"model": name, "epochs": epochs, "float_acc_pct": round(100 * float_acc, 2),
+    row = {"model": name, "epochs": epochs, "plateaued": epochs < settings["max_epochs"],
+           "float_acc_pct": round(100 * float_acc, 2),
            "ptq_drop": files["ptq"]["drop_pts"], "auto": auto.auto["chosen"],
            "auto_drop": files["auto"]["drop_pts"], "qat_drop": files["qat"]["drop_pts"],
            **{f"{label}_ms@{t}": files[label]["ms"][t] for label in files for t in (1, 2)},
