@@ -11,8 +11,9 @@ Keras model with
   auto   `export_and_check(quantization="auto")` timed at 1 thread here (local LiteRT),
   qat    `tfkd.qat.quantize_model` trained QAT_EPOCHS more epochs as a `tfkd.Distiller`
          student, the trained float model (a reloaded copy) teaching, then int8,
-and time float32 and each export with `tfkd.bench.run` at 1 and 2 threads (one median of
-`num_runs` invokes each; not interleaved rounds, so read latencies within a row).
+and time float32 and each export with `tfkd.bench.run` at 1 and 2 threads: the median over
+`rounds` interleaved rounds of each file's median over `num_runs` invokes, so the files of a
+row are compared under the same load (read latencies within a row).
 
 Targets from the issue, reported per row: auto loses at most 0.5 points (CNNs) or 1.0 (ViTs)
 and is never slower than float32 at 1 thread; QAT loses less than PTQ.
@@ -23,6 +24,7 @@ import tempfile
 import time
 
 import keras
+import numpy as np
 
 import timing
 import tfkd
@@ -35,9 +37,9 @@ QAT_EPOCHS = 2
 PATIENCE = 2
 BUDGET = {"cnn": 0.5, "vit": 1.0}
 FULL = {"models": list(MODELS), "train_images": 12000, "val_images": 2000, "max_epochs": 40,
-        "test_images": 5000, "calibration_images": 200, "num_runs": 100}
+        "test_images": 5000, "calibration_images": 200, "num_runs": 100, "rounds": 7}
 QUICK = {"models": ["mobilenetv3_small"], "train_images": 512, "val_images": 256,
-         "max_epochs": 1, "test_images": 256, "calibration_images": 32, "num_runs": 5}
+         "max_epochs": 1, "test_images": 256, "calibration_images": 32, "num_runs": 5, "rounds": 2}
 
 
 def datasets(settings):
@@ -93,9 +95,20 @@ def qat_with_kd(model, data, settings, folder):
     return quantized
 
 
-def _latency(path, settings):
-    return {r.threads: round(r.median_ms, 4)
-            for r in tfkd.bench.run(path, threads=(1, 2), num_runs=settings["num_runs"])}
+def latencies(paths, settings):
+    """{label: {threads: median ms}}: every file timed once per round at 1 and 2 threads, in
+    rotated order (`timing.interleaved_values`), the median over rounds kept, so a busy machine
+    slows every file of a row alike."""
+    def timer(path, threads):
+        return lambda: tfkd.bench.run(path, threads=threads,
+                                      num_runs=settings["num_runs"])[0].median_ms
+
+    fns = {(label, t): timer(path, t) for label, path in paths.items() for t in (1, 2)}
+    values = timing.interleaved_values(fns, settings["rounds"])
+    result = {label: {} for label in paths}
+    for (label, threads), ms in values.items():
+        result[label][threads] = round(float(np.median(ms)), 4)
+    return result
 
 
 def measure_model(name, data, settings, folder):
@@ -117,9 +130,10 @@ def measure_model(name, data, settings, folder):
     qat = tfkd.export.export_and_check(quantized, os.path.join(folder, f"{name}_qat.tflite"),
                                        test, representative_data=calibration, warn=False)
     float_acc = float32.float_accuracy  # the trained model before QAT: every drop against it
-    for label, check in (("float32", float32), ("ptq", ptq), ("auto", auto), ("qat", qat)):
-        files[label] = {"bytes": check.export.size_bytes, "ms": _latency(check.export.path,
-                                                                         settings),
+    checks = {"float32": float32, "ptq": ptq, "auto": auto, "qat": qat}
+    ms = latencies({label: check.export.path for label, check in checks.items()}, settings)
+    for label, check in checks.items():
+        files[label] = {"bytes": check.export.size_bytes, "ms": ms[label],
                         "drop_pts": round(100 * (float_acc - check.tflite_accuracy), 2)}
     row = {"model": name, "epochs": epochs, "plateaued": epochs < settings["max_epochs"],
            "float_acc_pct": round(100 * float_acc, 2),
