@@ -42,7 +42,8 @@ PROPS = {
 
 # Prints what benchmark_model prints, from the flags it gets; logs each argument to
 # $FAKE_BENCH_LOG; fails like the real tool when $FAKE_BENCH_GPU_FAILS is set and it gets
-# --use_gpu=true; exits with $FAKE_BENCH_EXIT after printing everything when that is set;
+# --use_gpu=true; takes $FAKE_BENCH_US_PER_KB microseconds per kB of model file when that is
+# set (else 4 ms); exits with $FAKE_BENCH_EXIT after printing everything when that is set;
 # hangs, after writing its pid to the file $FAKE_BENCH_HANG, when that is set.
 STAND_IN = textwrap.dedent("""\
     #!/bin/sh
@@ -86,7 +87,11 @@ STAND_IN = textwrap.dedent("""\
     echo "INFO: count=$warmup first=2100 curr=1900 min=1800 max=2100 avg=1950 std=120"
     echo
     echo "INFO: Running benchmark for at least $runs iterations and at least 1 seconds but terminate if exceeding 150 seconds."
-    avg=$((4000 / threads))
+    if [ -n "$FAKE_BENCH_US_PER_KB" ]; then  # a latency that grows with the model file
+      avg=$(( $(wc -c < "$graph") * FAKE_BENCH_US_PER_KB / 1024 / threads ))
+    else
+      avg=$((4000 / threads))
+    fi
     echo "INFO: count=$runs first=$((avg + 100)) curr=$avg min=$((avg - 50)) max=$((avg + 400)) avg=$avg std=30 p5=$((avg - 40)) median=$avg p95=$((avg + 200))"
     echo
     echo "INFO: Inference timings in us: Init: 3500, First inference: 2100, Warmup (avg): 1950, Inference (avg): $avg"
@@ -139,7 +144,7 @@ class Phone:
         for key, value in env.items():
             monkeypatch.setenv(key, str(value))
         for key in ("ANDROID_SERIAL", "ADB", "FAKE_BENCH_GPU_FAILS", "FAKE_BENCH_EXIT",
-                    "FAKE_BENCH_HANG", "FAKE_BATTERY_TENTHS"):
+                    "FAKE_BENCH_HANG", "FAKE_BATTERY_TENTHS", "FAKE_BENCH_US_PER_KB"):
             monkeypatch.delenv(key, raising=False)
         self.save()
 

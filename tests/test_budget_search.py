@@ -3,10 +3,14 @@
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 
 import tfkd
+from tests import sshd
+from tests.test_android_bench import Phone
 from tfkd.recipes import budget_search, engine, folder
 from tfkd.recipes.config import ConfigError
 
@@ -58,19 +62,21 @@ def test_a_search_drops_slow_candidates_untrained_and_ships_a_winner_within_budg
         winner["run_id"]
 
 
-def _fake_rows(accuracy, seconds):
+def _fake_rows(study, accuracy, seconds):
+    """engine.run_study that records each run as finished without training it."""
     def run_study(recipe, config, runs, format_table):
-        return [{"run_id": spec.run_id, "student": spec.student, "resolution": spec.resolution,
-                 "test_accuracy": accuracy[spec.student], "train_seconds": seconds * spec.epochs,
-                 "epoch_seconds": seconds} for spec in runs]
+        return [study.finish(spec.run_id, {
+            "student": spec.student, "resolution": spec.resolution,
+            "test_accuracy": accuracy[spec.student], "train_seconds": seconds * spec.epochs,
+            "epoch_seconds": seconds}) for spec in runs]
     return run_study
 
 
 def test_halving_keeps_the_best_third_and_stops_before_overrunning_the_budget(monkeypatch,
                                                                                tmp_path):
     accuracy = {f"s{i}": 0.5 + 0.01 * i for i in range(9)}
-    monkeypatch.setattr(engine, "run_study", _fake_rows(accuracy, seconds=10.0))
     study = folder.StudyFolder(str(tmp_path))
+    monkeypatch.setattr(engine, "run_study", _fake_rows(study, accuracy, seconds=10.0))
     pairs = [(name, 32) for name in accuracy]
     rounds = budget_search.halving(budget_search.Config(budget_s=1000), study, pairs)
     assert [r["epochs"] for r in rounds] == [1, 3, 9]
@@ -78,6 +84,8 @@ def test_halving_keeps_the_best_third_and_stops_before_overrunning_the_budget(mo
     assert [r["student"] for r in rounds[1]["results"]] == ["s8", "s7", "s6"]
     assert rounds[2]["results"][0]["student"] == "s8"
     # 9 x 10 s spent; round 1 would add 3 x 2 epochs x 10 s = 60 s: over a 100 s budget.
+    study = folder.StudyFolder(str(tmp_path / "again"))
+    monkeypatch.setattr(engine, "run_study", _fake_rows(study, accuracy, seconds=10.0))
     rounds = budget_search.halving(budget_search.Config(budget_s=100), study, pairs)
     assert len(rounds) == 1 and "the next round (2 more epochs for 3) would take ~60 s" in \
         rounds[0]["stopped"]
@@ -103,7 +111,12 @@ def test_bad_settings_are_refused_before_any_work(tmp_path):
              (dict(latency_ms=0), "pass a latency and a budget > 0"),
              (dict(eta=1), "eta >= 2"),
              (dict(seeds=(0, 1)), "seeds=0,1: the search trains each candidate once"),
-             (dict(num_shards=2), "each round of the search is chosen from every result"),
+             (dict(bench_options=("config_file",)), "'config_file' is not KEY=VALUE"),
+             (dict(bench_options=("password=x",)), "unknown option 'password'; choose from"),
+             (dict(bench_options=("config_file=/x",)),
+              "config_file is for ssh targets and targets=local names none"),
+             (dict(targets=("ssh:pi@board",), bench_options=("connect_timeout_s=soon",)),
+              "connect_timeout_s='soon'; pass seconds"),
              (dict(students=("mobilenetv3_small",), resolutions=(16,)),
               "mobilenetv3_small needs sides of at least 32"),
              (dict(quantization="int8"), "quantization='int8'; choose one of none")]
@@ -112,3 +125,93 @@ def test_bad_settings_are_refused_before_any_work(tmp_path):
             budget_search.run(budget_search.Config(output_dir=str(tmp_path), **fields))
     assert not os.listdir(tmp_path)
     assert tfkd.recipes.budget_search.Config.FLAG_ALIASES["target"] == "targets"
+
+
+def test_on_a_phone_candidates_are_timed_over_adb_and_the_slow_one_never_trains(
+        tmp_path, monkeypatch):
+    """The adb double's benchmark_model takes 20 us per kB of model: MobileNetV3 (~1 MB in
+    int8) misses a 2 ms budget that the small CNN meets."""
+    phone = Phone(tmp_path, monkeypatch)
+    monkeypatch.setenv("FAKE_BENCH_US_PER_KB", "20")
+    config = budget_search.Config(
+        students=("convnet_s", "mobilenetv3_small"), resolutions=(32,), quantizations=("int8",),
+        latency_ms=2.0, targets=("adb",), bench_options=(f"benchmark_binary={phone.binary}",),
+        output_dir=str(tmp_path / "runs"), **TINY)
+    summary = budget_search.run(config)
+    for c in summary["candidates"]:  # what the phone's tool reported for that very file
+        assert c["median_ms"] == pytest.approx(c["size_bytes"] * 20 // 1024 / 1000)
+    fits = {c["student"]: c["median_ms"] <= 2.0 for c in summary["candidates"]}
+    assert fits == {"convnet_s": True, "mobilenetv3_small": False}
+    assert [r["student"] for r in summary["rounds"][0]["results"]] == ["convnet_s"]
+    winner = summary["winner"]
+    assert winner["candidate"] == "convnet_s-r32-int8" and winner["within_budget"]
+    graphs = [a for run in phone.bench_calls() for a in run if a.startswith("--graph=")]
+    assert len(graphs) == 3  # two candidates, then the winner timed again
+    assert phone.remote_runs() == []  # every run folder removed from the phone
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    try:
+        running = sshd.start(tmp_path_factory.mktemp("sshd"))
+    except sshd.Unavailable as reason:
+        pytest.skip(str(reason))
+    yield running
+    running.stop()
+
+
+def test_on_a_board_candidates_are_timed_over_ssh_with_the_given_options(board, tmp_path):
+    options = board.client_options()
+    config = budget_search.Config(
+        students=("convnet_s",), resolutions=(16,), quantizations=("int8", "float32"),
+        latency_ms=50.0, targets=(board.target(),), bench_threads=(1,),
+        bench_options=(f"identity_file={options['identity_file']}", "config_file=/dev/null",
+                       *(f"ssh_options={o}" for o in options["ssh_options"]),
+                       f"python={sys.executable}", "connect_timeout_s=20"),
+        output_dir=str(tmp_path), **TINY)
+    summary = budget_search.run(config)
+    assert [c["candidate"] for c in summary["candidates"]] == ["convnet_s-r16-int8",
+                                                               "convnet_s-r16-float32"]
+    assert all(0 < c["median_ms"] < 50 for c in summary["candidates"])
+    assert summary["winner"]["within_budget"] and summary["target"] == board.target()
+
+
+def test_two_shards_share_the_folder_and_split_every_round(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(budget_search, "POLL_S", 0.2)
+    flags = dict(students=("convnet_s",), resolutions=(16, 24), quantizations=("int8",),
+                 latency_ms=50.0, eta=2, targets=("local",), bench_threads=(1,),
+                 output_dir=str(tmp_path), num_shards=2, **TINY)
+    command = [sys.executable, "-m", "tfkd.recipes.budget_search", "--shard_index=1"] + [
+        f"--{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+        for k, v in flags.items()]
+    other = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    try:
+        summary = budget_search.run(budget_search.Config(shard_index=0, **flags))
+        out_other, _ = other.communicate(timeout=600)
+    finally:
+        other.kill()
+    assert other.returncode == 0, out_other[-3000:]
+    out = capsys.readouterr().out
+    # Shard 0 timed both candidates; shard 1 read its files (waiting for them if it got there
+    # first).
+    assert "latency convnet_s-r16-int8" in out and "latency convnet_s" not in out_other
+    assert "shard 0 of 2: 1 of 2 runs" in out and "shard 1 of 2: 1 of 2 runs" in out_other
+    assert "shard 0 ships the winner" in out_other
+    first, second = summary["rounds"]
+    assert len(first["results"]) == 2 and second["epochs"] == 2
+    best = max(first["results"], key=lambda r: r["accuracy"])
+    assert second["results"][0]["resolution"] == best["resolution"]
+    assert summary["winner"]["run_id"] == second["results"][0]["run_id"]
+
+
+def test_a_shard_alone_says_the_shards_must_share_a_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(budget_search, "POLL_S", 0.05)
+    monkeypatch.setattr(budget_search, "STALL_S", 0.3)
+    config = budget_search.Config(students=("convnet_s",), resolutions=(16,),
+                                  quantizations=("int8",), shard_index=1, num_shards=2,
+                                  output_dir=str(tmp_path), **TINY)
+    with pytest.raises(RuntimeError, match="no new candidate latencies timed by shard 0 for 0 "
+                       "s; still missing convnet_s-r16-int8.json. The shards of a search share "
+                       "one study folder"):
+        budget_search.run(config)

@@ -14,7 +14,7 @@ from absl import flags
 
 import tfkd
 from tfkd.recipes import cli, engine, modes, resolution_sweep
-from tfkd.recipes.config import PRESENTATION, ConfigError
+from tfkd.recipes.config import PRESENTATION, ConfigError, StudyConfig
 
 FLAG_FILES = pathlib.Path(__file__).parent.parent / "recipes"
 TINY = ["--data_size=16", "--limit=512", "--teacher_limit=512", "--test_limit=256",
@@ -177,3 +177,15 @@ def test_run_modes_come_from_one_table():
     assert [m for m in modes.MODES if modes.get(m).features] == ["kd+feat"]
     with pytest.raises(ValueError, match=r"unknown run mode 'kd\+dream'; choose one of"):
         engine.RunSpec(student="convnet_s", resolution=16, mode="kd+dream", seed=0, epochs=1)
+
+
+def test_bench_options_go_to_the_targets_that_take_them():
+    config = StudyConfig(targets=("local", "ssh:pi@board", "adb"), bench_options=(
+        "config_file=~/pi_config", "ssh_options=A=1", "ssh_options=B=2", "connect_timeout_s=5",
+        "benchmark_binary=/b/benchmark_model"))
+    config.check()
+    assert config.bench_kwargs("local") == {}
+    assert config.bench_kwargs("ssh:pi@board") == {
+        "config_file": os.path.expanduser("~/pi_config"), "ssh_options": ("A=1", "B=2"),
+        "connect_timeout_s": 5.0}
+    assert config.bench_kwargs("adb") == {"benchmark_binary": "/b/benchmark_model"}

@@ -36,7 +36,7 @@ class Candidate:
 
 
 def choose(model, path, dataset, *, representative_data, num_calibration_samples,
-           max_drop_points, num_threads, target, threads, delegate):
+           max_drop_points, num_threads, target, threads, delegate, bench_options=None):
     """Tries the candidates; writes the winner to `path`.
 
     Returns:
@@ -57,7 +57,8 @@ def choose(model, path, dataset, *, representative_data, num_calibration_samples
                 representative_data=representative_data, keep_float=keep_float,
                 num_calibration_samples=num_calibration_samples,
                 max_drop_points=max_drop_points, num_threads=num_threads, warn=False)
-            (timing,) = bench.run(file, target, threads=threads, delegate=delegate)
+            (timing,) = bench.run(file, target, threads=threads, delegate=delegate,
+                                  **(bench_options or {}))
             tried.append(Candidate(
                 name=name, quantization=quantization_mode, keep_float=list(keep_float or []),
                 accuracy=check.tflite_accuracy, drop_points=check.drop_points,

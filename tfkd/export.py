@@ -377,7 +377,7 @@ class CheckResult:
 def export_and_check(model, path, dataset, *, quantization="int8", representative_data=None,
                      num_calibration_samples=200, max_drop_points=1.0, num_threads=None,
                      keep_float=None, target="local", threads=1, delegate="xnnpack",
-                     warn=True):
+                     bench_options=None, warn=True):
     """Exports `model`, then evaluates Keras float vs the .tflite on `dataset`.
 
     When the .tflite loses more than `max_drop_points` points of top-1 accuracy, a
@@ -397,6 +397,8 @@ def export_and_check(model, path, dataset, *, quantization="int8", representativ
         max_drop_points: accuracy points (0..100) the export may lose.
         num_threads: interpreter threads for the evaluation.
         target, threads, delegate: where "auto" times the candidates (`tfkd.bench.run`).
+        bench_options: further `tfkd.bench.run` keywords for that target, e.g. an ssh board's
+            {"config_file": ..., "python": ...} or a phone's {"benchmark_binary": ...}.
         warn: False to leave out the QuantizationDropWarning (the result still says).
 
     Returns:
@@ -413,7 +415,8 @@ def export_and_check(model, path, dataset, *, quantization="int8", representativ
         check, auto = auto_export.choose(
             model, path, dataset, representative_data=representative_data,
             num_calibration_samples=num_calibration_samples, max_drop_points=max_drop_points,
-            num_threads=num_threads, target=target, threads=threads, delegate=delegate)
+            num_threads=num_threads, target=target, threads=threads, delegate=delegate,
+            bench_options=bench_options)
         check.auto = auto
         return check
     calibrated_on = "representative_data" if representative_data is not None else "dataset"

@@ -25,11 +25,19 @@ or from Python: `budget_search.run(budget_search.Config(latency_ms=0.3))`.
 Every step is kept in the study folder (latency/, runs/), so the same command resumes after a
 kill and decides exactly as an uninterrupted search would (rounds are chosen from the recorded
 accuracies and training seconds).
+
+Shards (--shard_index/--num_shards) share one study folder: one machine with several
+processes (GPUs), or machines with the same --output_dir on a shared filesystem. Shard 0 times
+every candidate on the target (one device, one clock) and ships the winner; each round's runs
+are split round-robin, and every shard waits for the whole round before choosing the next, so
+all of them choose alike. A shard that sees no new result for STALL_S seconds stops with an
+error saying so (a shard that died resumes with its own command).
 """
 
 import dataclasses
 import math
 import os
+import time
 from typing import ClassVar
 
 import numpy as np
@@ -42,6 +50,10 @@ from tfkd.report import pareto_front, plots
 
 NAME = "budget_search"
 QUANTIZATIONS = ("int8", "uint8", "dynamic", "float16", "float32")
+# How often a shard looks for the other shards' results, and how long it waits without a new
+# one before it stops.
+POLL_S = 5.0
+STALL_S = 2 * 3600.0
 
 
 @dataclasses.dataclass
@@ -94,11 +106,6 @@ class Config(StudyConfig):
         if len(self.seeds) != 1:
             raise ConfigError(lambda n: f"{n('seeds')}={show(self.seeds)}: the search trains "
                               "each candidate once; pass one seed")
-        if self.num_shards > 1:
-            raise ConfigError(lambda n: (
-                f"{n('num_shards')}={self.num_shards}: each round of the search is chosen from "
-                "every result of the round before, so it runs on one machine; split the "
-                "candidates across machines with --students instead"))
 
 
 def run(config=None):
@@ -113,6 +120,10 @@ def run(config=None):
     print(f"latency: {len(fitting)} of {len(latencies)} candidates within "
           f"{config.latency_ms} ms", flush=True)
     rounds = halving(config, study, _pairs(fitting)) if fitting else []
+    if config.shard_index != 0:
+        print(f"shard {config.shard_index}: search done; shard 0 ships the winner and writes "
+              f"{os.path.join(study.dir, 'search.md')}", flush=True)
+        return {"rounds": rounds, "winner": None}
     winner = ship_winner(config, study, data, rounds, fitting) if rounds else None
     summary = {"latency_ms": config.latency_ms, "target": config.targets[0],
                "threads": config.bench_threads[0], "delegate": config.delegates[0],
@@ -134,18 +145,47 @@ def candidate_id(student, resolution, quantization):
 
 
 def measure_latencies(config, study, data):
-    """Every candidate's median latency on the target, untrained; kept in latency/*.json."""
-    found = []
+    """Every candidate's median latency on the target, untrained; kept in latency/*.json.
+    Shard 0 measures; the other shards wait for its files."""
+    planned = []
     os.makedirs(os.path.join(study.dir, "latency"), exist_ok=True)
     for student in config.students:
         minimum = tfkd.models.min_image_size(student)
         skipped = [r for r in config.resolutions if r < minimum]
         if skipped:
             print(f"latency: {student} needs sides >= {minimum}; skipping {skipped}", flush=True)
-        for resolution in (r for r in config.resolutions if r >= minimum):
-            for quantization in config.quantizations:
-                found.append(_latency(config, study, data, student, resolution, quantization))
-    return found
+        planned += [(student, r, q) for r in config.resolutions if r >= minimum
+                    for q in config.quantizations]
+    if config.shard_index == 0:
+        return [_latency(config, study, data, *candidate) for candidate in planned]
+    files = [os.path.join(study.dir, "latency", candidate_id(*c) + ".json") for c in planned]
+    wait_for_shards(config, "candidate latencies timed by shard 0",
+                    lambda: [f for f in files if not os.path.exists(f)])
+    return [folder.read_json(f) for f in files]
+
+
+def wait_for_shards(config, what, missing):
+    """Returns once `missing()` (the files or runs other shards still owe) is empty.
+
+    Raises:
+        RuntimeError: nothing new for STALL_S seconds.
+    """
+    left, since = missing(), time.monotonic()
+    while left:
+        print(f"shard {config.shard_index}: waiting for {len(left)} {what} "
+              f"(first: {os.path.basename(str(left[0]))})", flush=True)
+        time.sleep(POLL_S)
+        now_left = missing()
+        if len(now_left) < len(left):
+            since = time.monotonic()
+        elif time.monotonic() - since > STALL_S:
+            raise RuntimeError(
+                f"shard {config.shard_index}: no new {what} for {STALL_S:.0f} s; still "
+                f"missing {', '.join(os.path.basename(str(x)) for x in now_left[:5])}. The "
+                "shards of a search share one study folder: start them on one machine, or on "
+                "machines with the same --output_dir on a shared filesystem; a shard that "
+                "stopped resumes with its own command")
+        left = now_left
 
 
 def _latency(config, study, data, student, resolution, quantization):
@@ -155,8 +195,7 @@ def _latency(config, study, data, student, resolution, quantization):
     model = tfkd.create_model(student, image_size=resolution, num_classes=data.num_classes)
     export = tfkd.export.to_tflite(model, base + ".tflite", quantization=quantization,
                                    representative_data=data.calibration)
-    (result,) = tfkd.bench.run(base + ".tflite", config.targets[0],
-                               threads=config.bench_threads[0], delegate=config.delegates[0])
+    (result,) = time_on_target(config, base + ".tflite")
     family, kind = tfkd.models.family_and_kind(student)
     record = {"candidate": os.path.basename(base), "student": student,
               "resolution": resolution, "quantization": quantization, "family": family,
@@ -166,6 +205,13 @@ def _latency(config, study, data, student, resolution, quantization):
     folder.write_json(base + ".json", record)
     print(f"latency {record['candidate']}: {result.median_ms:.3f} ms", flush=True)
     return record
+
+
+def time_on_target(config, path):
+    """`tfkd.bench.run` on the search's one target, thread count and delegate."""
+    target = config.targets[0]
+    return tfkd.bench.run(path, target, threads=config.bench_threads[0],
+                          delegate=config.delegates[0], **config.bench_kwargs(target))
 
 
 def fit_latency_model(latencies):
@@ -214,7 +260,11 @@ def halving(config, study, pairs):
                                init_from=previous.get((student, resolution)),
                                tag=f"round{len(rounds)}")
                 for student, resolution in survivors]
-        rows = engine.run_study(NAME, config, runs, _format_round)
+        engine.run_study(NAME, config, runs, _format_round)
+        wait_for_shards(config, f"runs of round {len(rounds)}",
+                        lambda runs=runs: [s.run_id for s in runs
+                                           if not study.completed(s.run_id)])
+        rows = [study.completed(spec.run_id) for spec in runs]
         by_pair = {(r["student"], r["resolution"]): r for r in rows}
         spent += sum(by_pair[p]["train_seconds"] for p in survivors)
         rounds.append({"epochs": total, "spent_s": round(spent, 1), "results": [
@@ -254,8 +304,7 @@ def ship_winner(config, study, data, rounds, fitting):
     check = tfkd.export.export_and_check(
         student, path, data.test, quantization=choice["quantization"],
         representative_data=data.calibration, max_drop_points=config.max_quantization_drop)
-    (timed,) = tfkd.bench.run(path, config.targets[0], threads=config.bench_threads[0],
-                              delegate=config.delegates[0])
+    (timed,) = time_on_target(config, path)
     return {"candidate": choice["candidate"], "run_id": best["run_id"],
             "float_accuracy": check.float_accuracy, "tflite_accuracy": check.tflite_accuracy,
             "drop_points": check.drop_points, "path": path,

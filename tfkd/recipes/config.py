@@ -18,7 +18,14 @@ import tfkd
 
 # Settings that change how a study is shown or executed, not what it computes: they may differ
 # between runs, and between the shards of one study (--shard_index) on different machines.
-PRESENTATION = ("verbose", "output_dir", "name", "strategy", "shard_index", "num_shards")
+# How a device is reached (--bench_options: keys, ssh config files) is one of them too.
+PRESENTATION = ("verbose", "output_dir", "name", "strategy", "shard_index", "num_shards",
+                "bench_options")
+# --bench_options that go to benchmark_model, the tool adb targets run.
+TOOL_OPTIONS = ("benchmark_binary",)
+# --bench_options keys given more than once collect into a tuple; paths get ~ expanded.
+REPEATED_OPTIONS = ("ssh_options",)
+PATH_OPTIONS = ("config_file", "identity_file", "adb", "benchmark_binary")
 
 
 class ConfigError(ValueError):
@@ -112,6 +119,13 @@ class StudyConfig:
                                        "local, adb, adb:SERIAL or ssh:user@host[:port]; empty: "
                                        "no latency.")
     bench_threads: tuple[int, ...] = setting((1, 2), "CPU thread counts for latency.")
+    bench_options: tuple[str, ...] = setting((), "How to reach the targets, as KEY=VALUE items "
+                                             "separated by commas (tfkd.bench.run's options): "
+                                             "ssh targets: config_file, identity_file, "
+                                             "ssh_options (Key=Value, repeatable), "
+                                             "connect_timeout_s, python (the board's "
+                                             "interpreter); adb targets: adb, taskset, "
+                                             "benchmark_binary (else the official prebuilt).")
     delegates: tuple[str, ...] = setting(("xnnpack",), "Delegates to time each exported "
                                          "student with, on every target: xnnpack, gpu, nnapi "
                                          "or none (the builtin CPU kernels).")
@@ -184,6 +198,7 @@ class StudyConfig:
             except ValueError as e:
                 raise ConfigError(lambda n, e=e: f"{n('targets')} with {n('delegates')}: {e}") \
                     from None
+        self._check_bench_options()
         if self.teacher_path:
             check_teacher_path(self.teacher_path)
         else:
@@ -211,6 +226,42 @@ class StudyConfig:
                               f"delegate(s) {unknown}; choose from "
                               f"{', '.join(tfkd.bench.DELEGATES)}")
 
+    def bench_kwargs(self, target):
+        """The --bench_options `target` takes, as `tfkd.bench.run` keywords (an ssh key goes to
+        ssh targets only; paths have ~ expanded, connect_timeout_s is a number)."""
+        takes = _bench_options_of(tfkd.bench.target_kind(target))
+        kwargs = {}
+        for key, _, value in (item.partition("=") for item in self.bench_options):
+            if key not in takes:
+                continue
+            if key in REPEATED_OPTIONS:
+                kwargs[key] = kwargs.get(key, ()) + (value,)
+            elif key == "connect_timeout_s":
+                kwargs[key] = float(value)
+            else:
+                kwargs[key] = os.path.expanduser(value) if key in PATH_OPTIONS else value
+        return kwargs
+
+    def _check_bench_options(self):
+        def fail(reason):  # reason: a function of the name renderer, as ConfigError takes
+            raise ConfigError(lambda n: f"{n('bench_options')}={show(self.bench_options)}: "
+                              + reason(n))
+
+        known = {key: kind for kind in tfkd.bench.targets.TARGETS
+                 for key in _bench_options_of(kind)}
+        kinds = {tfkd.bench.target_kind(t) for t in self.targets}
+        for item in self.bench_options:
+            key, equals, value = item.partition("=")
+            if not key or not equals:
+                fail(lambda n: f"{item!r} is not KEY=VALUE; e.g. config_file=~/.ssh/pi_config")
+            if key not in known:
+                fail(lambda n: f"unknown option {key!r}; choose from {', '.join(sorted(known))}")
+            if known[key] not in kinds:
+                fail(lambda n: f"{key} is for {known[key]} targets and {n('targets')}="
+                     f"{show(self.targets)} names none")
+            if key == "connect_timeout_s" and not _positive_number(value):
+                fail(lambda n: f"connect_timeout_s={value!r}; pass seconds, e.g. 10")
+
     def _check_shards(self):
         index, count = self.shard_index, self.num_shards
         if _int_below(count, 1) or not 0 <= index < count:
@@ -229,6 +280,19 @@ class StudyConfig:
     def replace(self, **changes):
         """A copy with `changes` applied (dataclasses.replace)."""
         return dataclasses.replace(self, **changes)
+
+
+def _bench_options_of(kind):
+    """The --bench_options keys a target kind takes: its connection's options, and
+    benchmark_binary for adb (the one target whose tool is benchmark_model)."""
+    return tfkd.bench.targets.TARGETS[kind].OPTIONS + (TOOL_OPTIONS if kind == "adb" else ())
+
+
+def _positive_number(text):
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 def field_metadata(config_class, name):

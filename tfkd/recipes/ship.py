@@ -30,11 +30,12 @@ def export_and_bench(config, student, run_dir, data):
     path = os.path.join(run_dir, f"student_{config.quantization}.tflite")
     # "auto" times its candidates where the study times its students: the first target,
     # thread count and delegate.
+    first = (config.targets or ("local",))[0]
     check = tfkd.export.export_and_check(
         student, path, data.test, quantization=config.quantization,
         representative_data=data.calibration, max_drop_points=config.max_quantization_drop,
-        target=(config.targets or ("local",))[0], threads=(config.bench_threads or (1,))[0],
-        delegate=config.delegates[0])
+        target=first, threads=(config.bench_threads or (1,))[0], delegate=config.delegates[0],
+        bench_options=config.bench_kwargs(first))
     record = {"path": path, "bytes": check.export.size_bytes,
               "accuracy": check.tflite_accuracy, "drop_points": check.drop_points,
               "passed": check.passed, "float_ops": check.export.float_ops}
@@ -52,7 +53,8 @@ def export_and_bench(config, student, run_dir, data):
     tflite = {config.quantization: record}
     bench = [result.to_dict() for target in config.targets
              for result in tfkd.bench.run(path, target, threads=config.bench_threads,
-                                          delegate=config.delegates)]
+                                          delegate=config.delegates,
+                                          **config.bench_kwargs(target))]
     return {"tflite": tflite, "bench": bench}
 
 
