@@ -284,3 +284,29 @@ def test_readme_without_the_block_is_refused(tmp_path):
     readme.write_text("# no block\n")
     with pytest.raises(ValueError, match="has no findings block; add the two lines"):
         findings.update_readme(str(readme), [str(make_study(tmp_path))])
+
+
+def test_every_plotted_point_can_be_told_apart(tmp_path, monkeypatch):
+    """Latency points carry their student, side, mode (unless kd), threads and target; the
+    parameter plot names each student once and each point's side when sides differ."""
+    from tfkd.report import plots
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, f: figures.append(fig))
+    study = report.load_study(str(make_study(tmp_path)))
+
+    def texts():
+        return {t.get_text() for ax in figures.pop().axes for t in ax.texts}
+
+    plots.accuracy_vs_latency(study, None)
+    labels = texts()
+    for student in STUDENTS:
+        for target in ("local", "adb:emulator-5554"):
+            assert f"{student}@32 1t ({target})" in labels
+            assert f"{student}@32 scratch 1t ({target})" in labels
+    plots.accuracy_vs_params(study, None)
+    assert set(STUDENTS) <= texts()  # one side in this study: no side labels
+    for run in study.runs:
+        if run["student"] == "efficientnet_b0" and run["mode"] == "kd":
+            run["resolution"] = 48
+    plots.accuracy_vs_params(study, None)
+    assert {"32px", "48px"} <= texts()

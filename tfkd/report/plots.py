@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from tfkd.recipes import modes
 from tfkd.report import tables
 from tfkd.report.tables import number
 
@@ -122,14 +123,42 @@ def _log_x(ax, values=None):
 
 
 def _latency_points(study):
-    """[(median ms, accuracy, family, target)] for every benchmark with both numbers."""
+    """[(median ms, accuracy, family, target, label)] for every benchmark with both numbers;
+    label names the point's model and setting (the seeds of one share it)."""
     found = []
     for run, key, entry in tables.bench_points(study.runs):
         latency = number(entry.get("median_ms"))
         accuracy = tables.benchmarked_accuracy(run, entry)
         if latency is not None and latency > 0 and accuracy is not None:
-            found.append((latency, 100 * accuracy, run.get("family") or "?", key[0]))
+            found.append((latency, 100 * accuracy, run.get("family") or "?", key[0],
+                          _point_label(run, key)))
     return found
+
+
+def _point_label(run, key):
+    """"mobilenetv3_small@32 kd+ft 2t int8": student, side, mode unless plain kd, threads, and
+    the quantization when one run has several timed models."""
+    _, threads, variant = key
+    parts = [f"{run.get('student', '?')}@{run.get('resolution', '?')}"]
+    if run.get("mode") not in (None, "kd"):
+        parts.append(str(run["mode"]))
+    if threads:
+        parts.append(f"{threads}t")
+    if variant:
+        parts.append(str(variant))
+    return " ".join(parts)
+
+
+def _label_groups(ax, points):
+    """Writes each label once, next to the mean of its points (the seeds of one setting)."""
+    groups = {}
+    for x, y, label in points:
+        groups.setdefault(label, []).append((x, y))
+    for label, xy in groups.items():
+        x = math.exp(sum(math.log(p[0]) for p in xy) / len(xy))  # the x axis is logarithmic
+        y = sum(p[1] for p in xy) / len(xy)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7,
+                    color="0.25")
 
 
 def accuracy_vs_latency(study, f):
@@ -141,12 +170,14 @@ def accuracy_vs_latency(study, f):
     fig, ax = _figure(9, 5.5)
     markers = _markers(p[2] for p in found)
     colours = _colours(p[3] for p in found)
-    for latency, accuracy, family, target in found:
+    for latency, accuracy, family, target, _ in found:
         ax.scatter(latency, accuracy, marker=markers[family], color=colours[target], s=40,
                    alpha=0.8)
+    _label_groups(ax, [(x, y, f"{label} ({target})" if len(colours) > 1 else label)
+                       for x, y, _, target, label in found])
     # One front per target: latencies measured on different devices are not comparable.
     for target, colour in colours.items():
-        mine = [(x, y) for x, y, _, t in found if t == target]
+        mine = [(x, y) for x, y, _, t, _ in found if t == target]
         front = [mine[i] for i in pareto_front(mine)]
         ax.step([x for x, _ in front], [y for _, y in front], where="post", color=colour,
                 linewidth=1.5)
@@ -227,16 +258,21 @@ def accuracy_vs_params(study, f):
         return _empty(f, title, "no run records both params and test accuracy")
     fig, ax = _figure(9, 5.5)
     markers = _markers(g[0].get("family") or "?" for _, g in groups)
-    colours = _colours(key[2] for key, _ in groups)
+    colours = _colours(_mode_and_teacher(key) for key, _ in groups)
+    several_sides = len({key[1] for key, _ in groups}) > 1
     tops = {}
     for key, runs in groups:
         params = tables.mean_std(r.get("params") for r in runs)[0]
         mean, std = tables.mean_std(r.get("test_accuracy") for r in runs)
-        ax.errorbar(params, 100 * mean, yerr=100 * (std or 0.0), color=colours[key[2]],
+        ax.errorbar(params, 100 * mean, yerr=100 * (std or 0.0),
+                    color=colours[_mode_and_teacher(key)],
                     marker=markers[runs[0].get("family") or "?"], capsize=3, markersize=7)
+        if several_sides:  # a student's sides share its parameter count: name each point's
+            ax.annotate(f"{key[1]}px", (params, 100 * mean), textcoords="offset points",
+                        xytext=(-6, -3), ha="right", fontsize=7, color="0.35")
         if key[0] not in tops or 100 * mean > tops[key[0]][1]:
             tops[key[0]] = (params, 100 * mean)
-    # One label per student, at its best point, so resolutions and modes do not pile labels.
+    # One name per student, at its best point, so resolutions and modes do not pile names.
     for student, (x, y) in tops.items():
         ax.annotate(str(student), (x, y), textcoords="offset points", xytext=(6, 6),
                     fontsize="small")
@@ -251,6 +287,14 @@ def accuracy_vs_params(study, f):
     ax.grid(True, alpha=0.3)
     _save(fig, f)
     return None
+
+
+def _mode_and_teacher(key):
+    """A group's mode, with its teacher when it has one ("kd (vit_micro)"): two teachers'
+    students are two settings."""
+    _, _, mode, teacher = key
+    learns = mode in modes.MODES and modes.get(mode).teacher
+    return f"{mode} ({teacher})" if teacher and learns else str(mode)
 
 
 def _curve(rows, column):
