@@ -189,3 +189,12 @@ def test_bench_options_go_to_the_targets_that_take_them():
         "config_file": os.path.expanduser("~/pi_config"), "ssh_options": ("A=1", "B=2"),
         "connect_timeout_s": 5.0}
     assert config.bench_kwargs("adb") == {"benchmark_binary": "/b/benchmark_model"}
+
+
+@pytest.mark.parametrize("name", NAMES + ["budget_search"])
+def test_recipe_docstrings_carry_no_measured_numbers(name):
+    """Accuracies and runtimes go stale when the code changes; they belong in what is rebuilt
+    from study folders (the README's findings block, report.md), not in docstrings."""
+    doc = importlib.import_module(f"tfkd.recipes.{name}").__doc__
+    stale = re.findall(r"\b0\.\d{3,}\b|\d+ min \d+ s|\d+(?:\.\d+)? ?ms\b", doc)
+    assert not stale, f"{name}'s docstring quotes measurements {stale}"

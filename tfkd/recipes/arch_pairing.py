@@ -19,20 +19,9 @@ LiteRT. The table gives, per pair, the student's accuracy, its gain over scratch
 time and the student's latency; the report (runs/arch_pairing/default/report.md) has the same
 with plots.
 
-Runtime on a 2-core CPU with defaults: 12 min 31 s (2026-11-22; the ViT teacher alone ~3.5 min).
-
-Numbers it gave (seed 0): teachers convnet_m 0.9079, vit_micro 0.8194; students (test accuracy,
-gain over scratch in points, KD wall time from the first, unloaded run, int8 latency at 1 thread):
-
-    teacher    student            acc     gain   kd_s   ms
-    (scratch)  mobilenetv3_small  0.7835   —     30.7   —
-    convnet_m  mobilenetv3_small  0.7883  +0.48  41.2   0.105
-    vit_micro  mobilenetv3_small  0.7801  -0.34  66.2   0.096
-    (scratch)  mobilevit_xxs      0.7868   —     46.6   —
-    convnet_m  mobilevit_xxs      0.7983  +1.15  56.4   0.269
-    vit_micro  mobilevit_xxs      0.7946  +0.78  65.3   0.281
-
-One seed: differences under about a point are within noise here; use --seeds=0,1,2.
+Measured numbers live where they are regenerated from study folders, not here: the README's
+"Study findings" (`python -m tfkd.report --readme README.md FOLDER...`) and each study's
+report.md; the runtime with defaults is in the README's recipe table.
 """
 
 import dataclasses

@@ -21,13 +21,9 @@ Each run is evaluated on the 10,000 test images after every epoch; kd and kd+ft 
 exported to int8 and timed.
 Report: runs/finetune_after_kd/default/report.md.
 
-Runtime on a 2-core CPU with defaults: 4 min 54 s (2026-11-22).
-(Measured before each run got datasets of its own; then a run's data order also depended on
-the runs before it, so a rerun today gives different single-seed numbers.)
-
-Numbers it gave (seed 0; teacher 0.9092): kd-stage (2 epochs) 0.7661; kd+ft (2 + 1) 0.7823;
-kd (3) 0.7959; scratch (3) 0.7863. At this budget the third epoch of KD beat a third epoch of
-fine-tuning on the labels.
+Measured numbers live where they are regenerated from study folders, not here: the README's
+"Study findings" (`python -m tfkd.report --readme README.md FOLDER...`) and each study's
+report.md; the runtime with defaults is in the README's recipe table.
 """
 
 import dataclasses

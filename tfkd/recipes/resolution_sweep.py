@@ -20,25 +20,9 @@ TFLite (checked against the float model) and timed with LiteRT at 1 and 2 thread
 results.csv, report.md, plots/. Columns: accuracy (last and best epoch), training peak memory
 (process RSS), MACs per image, int8 TFLite size, accuracy and drop, latency.
 
-Runtime on a 2-core CPU with defaults: 5 min 19 s (`make demo`, 2026-11-22; 6 min 28 s before
-the teacher cache and the optimizer built at compile).
-
-Numbers it gave (seed 0): teacher 0.9092; test accuracy, KD (from the cached float16 teacher
-logits) vs scratch, int8 drop, latency:
-
-    res  MMACs  KD      scratch  gain    int8 drop  ms @1 thread
-    32   2.26   0.7827  0.7624   +2.03   0.03       0.09
-    40   4.07   0.8157  0.8078   +0.79   0.07       0.18
-    48   4.34   0.8119  0.7916   +2.03   0.20       0.20
-
-With --teacher_cache=off (the teacher running every step) KD gave 0.7887, 0.8179 and 0.8105:
-float16 logits and the order of floating-point work move a 3-epoch run by a few tenths.
-One seed: differences of a few tenths of a point are noise; --seeds=0,1,2 gives mean and std.
-
-On another 2-core machine (Intel Xeon, 2026-12-02) it takes 8 min 12-21 s and gives teacher
-0.9081 and KD/scratch 0.7821/0.7726, 0.8189/0.7969, 0.8108/0.7940 at 32/40/48 px (int8 drops
-0.30, 0.09, 0.03), identically before and after the study engine became a library: the CPU's
-instruction set changes float rounding, and with it a 3-epoch run's last digits.
+Measured numbers live where they are regenerated from study folders, not here: the README's
+"Study findings" (`python -m tfkd.report --readme README.md FOLDER...`) and each study's
+report.md; the runtime with defaults is in the README's recipe table.
 """
 
 import dataclasses

@@ -18,17 +18,9 @@ seconds of training (a callback stops it mid-epoch when the time is up; the repo
 `epochs_run` says how far each got). Each run is evaluated on the 10,000 test images; the
 distilled ones are exported to int8 and timed. Report: runs/student_size/default/report.md (accuracy vs parameters).
 
-Runtime on a 2-core CPU with defaults: 9 min 24 s (2026-11-22).
-
-Numbers it gave (seed 0; teacher 0.9079):
-(Measured before each run got datasets of its own; then a run's data order also depended on
-the runs before it, so a rerun today gives different single-seed numbers.)
-
-    student        params     MMACs  epochs  train_s  test acc
-    mobilevit_xxs    958,346   4.29   3       58.9    0.7973
-    mobilevit_xs   1,945,146  12.29   3       84.3    0.8181
-    mobilevit_s    4,956,298  23.34   3       97.3    0.8391
-    mobilevit_xxs from scratch                54.7    0.7687   (KD gain +2.86 points)
+Measured numbers live where they are regenerated from study folders, not here: the README's
+"Study findings" (`python -m tfkd.report --readme README.md FOLDER...`) and each study's
+report.md; the runtime with defaults is in the README's recipe table.
 """
 
 import dataclasses

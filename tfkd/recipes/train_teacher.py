@@ -26,8 +26,9 @@ with `--dataset=image_folder:PATH`. It first trains its new head alone for
 at `--learning_rate` x `--teacher_finetune_lr_scale` with BatchNorm still frozen and early
 stopping, for `--teacher_epochs` in all.
 
-Runtime on a 2-core CPU with defaults: 3 min 39 s (2026-11-22): convnet_m reached 0.9210 test
-accuracy after all 8 epochs (early stopping did not trigger).
+Measured numbers live where they are regenerated from study folders, not here: the README's
+"Study findings" (`python -m tfkd.report --readme README.md FOLDER...`) and each study's
+report.md; the runtime with defaults is in the README's recipe table.
 """
 
 import dataclasses
