@@ -170,10 +170,12 @@ def wait_for_shards(config, what, missing):
     Raises:
         RuntimeError: nothing new for STALL_S seconds.
     """
-    left, since = missing(), time.monotonic()
+    left, since, shown = missing(), time.monotonic(), None
     while left:
-        print(f"shard {config.shard_index}: waiting for {len(left)} {what} "
-              f"(first: {os.path.basename(str(left[0]))})", flush=True)
+        if len(left) != shown:  # a line when the count changes, not every poll
+            shown = len(left)
+            print(f"shard {config.shard_index}: waiting for {len(left)} {what} "
+                  f"(first: {os.path.basename(str(left[0]))})", flush=True)
         time.sleep(POLL_S)
         now_left = missing()
         if len(now_left) < len(left):
