@@ -9,7 +9,6 @@ import sys
 import pytest
 
 import tfkd
-from tests import sshd
 from tests.test_android_bench import Phone
 from tfkd.recipes import budget_search, engine, folder
 from tfkd.recipes.config import ConfigError
@@ -150,21 +149,11 @@ def test_on_a_phone_candidates_are_timed_over_adb_and_the_slow_one_never_trains(
     assert phone.remote_runs() == []  # every run folder removed from the phone
 
 
-@pytest.fixture(scope="module")
-def board(tmp_path_factory):
-    try:
-        running = sshd.start(tmp_path_factory.mktemp("sshd"))
-    except sshd.Unavailable as reason:
-        pytest.skip(str(reason))
-    yield running
-    running.stop()
-
-
-def test_on_a_board_candidates_are_timed_over_ssh_with_the_given_options(board, tmp_path):
-    options = board.client_options()
+def test_on_a_board_candidates_are_timed_over_ssh_with_the_given_options(server, tmp_path):
+    options = server.client_options()
     config = budget_search.Config(
         students=("convnet_s",), resolutions=(16,), quantizations=("int8", "float32"),
-        latency_ms=50.0, targets=(board.target(),), bench_threads=(1,),
+        latency_ms=50.0, targets=(server.target(),), bench_threads=(1,),
         bench_options=(f"identity_file={options['identity_file']}", "config_file=/dev/null",
                        *(f"ssh_options={o}" for o in options["ssh_options"]),
                        f"python={sys.executable}", "connect_timeout_s=20"),
@@ -173,7 +162,7 @@ def test_on_a_board_candidates_are_timed_over_ssh_with_the_given_options(board, 
     assert [c["candidate"] for c in summary["candidates"]] == ["convnet_s-r16-int8",
                                                                "convnet_s-r16-float32"]
     assert all(0 < c["median_ms"] < 50 for c in summary["candidates"])
-    assert summary["winner"]["within_budget"] and summary["target"] == board.target()
+    assert summary["winner"]["within_budget"] and summary["target"] == server.target()
 
 
 def test_two_shards_share_the_folder_and_split_every_round(tmp_path, monkeypatch, capsys):

@@ -33,16 +33,6 @@ INJECTED = "INJECTED"
 NASTY_NAME = f"my model $(touch {INJECTED}).tflite"
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    try:
-        running = sshd.start(tmp_path_factory.mktemp("sshd"))
-    except sshd.Unavailable as reason:
-        pytest.skip(str(reason))
-    yield running
-    running.stop()
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A small int8 CNN, the kind of model a board runs."""
