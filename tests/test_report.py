@@ -277,6 +277,10 @@ def test_readme_findings_block_is_generated_from_the_study(tmp_path):
     image = tmp_path / "docs" / "findings" / "resolution_sweep_accuracy_memory_vs_resolution.png"
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "(docs/findings/resolution_sweep_accuracy_memory_vs_resolution.png)" in text
+    # The paper's findings with their verdicts, as in report.md (two seeds here).
+    assert "Findings of the paper that this study checks:" in text
+    assert "| Finding | Comparison | Seeds | Effect (95% CI) | Verdict |" in text
+    assert "KD beats scratch" in text
 
 
 def test_readme_without_the_block_is_refused(tmp_path):
