@@ -99,3 +99,23 @@ def test_finetune_after_kd_has_a_kd_qat_mode(tmp_path):
     saved = tfkd.models.load_model(tmp_path / "finetune_after_kd" / "default" / "runs" /
                                    run["run_id"] / "student.keras")
     assert qat.fake_quant_layers(saved)  # the shipped student is the quantization-aware one
+
+
+def test_a_deit_student_trains_quantization_aware_under_its_float_self(tmp_path):
+    """QAT as the README shows it, on a DeiT: the quantized model shares the float model's
+    layers, and its two heads (class and distillation) must come from its own graph, not the
+    float model's."""
+    data = _data(32)
+    float_model = tfkd.create_model("deit_micro", image_size=32, num_classes=3)
+    float_model.save(tmp_path / "float.keras")
+    teacher = tfkd.models.load_model(tmp_path / "float.keras")
+    student = qat.quantize_model(float_model, data, num_calibration_samples=16)
+    heads = tfkd.models.distillation_heads(student)
+    assert heads.inputs[0] is student.inputs[0]
+    distiller = tfkd.Distiller(teacher=teacher, student=student)
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-4))
+    history = distiller.fit(data, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    exported = tfkd.export.to_tflite(student, str(tmp_path / "deit_qat.tflite"),
+                                     representative_data=data)
+    assert exported.input_dtype == "int8"

@@ -290,9 +290,14 @@ def distillation_heads(model):
     if not heads:
         return None
     head = heads[0]
-    # `head.input` is the head's input inside `model`'s graph (node 0), so the new model reuses
-    # the encoder. Wiring the head's Dense sublayers directly (rather than calling the head
-    # again with another output structure, which Keras 3.15's graph check rejects) shares the
-    # same weights that `model(x)` averages.
-    class_logits, distillation_logits = head.split(head.input)
+    # The head's input inside `model`'s own graph, so the new model reuses the encoder. It is
+    # not always node 0: a model rebuilt around the same layers (tfkd.qat.quantize_model) calls
+    # the head again, and node 0 then belongs to the original model, whose input is another
+    # tensor. Wiring the head's Dense sublayers directly (rather than calling the head again
+    # with another output structure, which Keras 3.15's graph check rejects) shares the same
+    # weights that `model(x)` averages.
+    nodes = [node for depth in model._nodes_by_depth.values() for node in depth  # noqa: SLF001
+             if node.operation is head]
+    head_input = nodes[0].input_tensors[0] if nodes else head.input
+    class_logits, distillation_logits = head.split(head_input)
     return keras.Model(model.input, [class_logits, distillation_logits], name=f"{model.name}_heads")
