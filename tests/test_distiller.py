@@ -383,7 +383,7 @@ def test_mirrored_strategy_matches_one_device():
     assert len(devices) >= 2, "conftest.py should configure two logical CPUs"
     x, y = batch(16, n=8, seed=3)
     single, single_weights = _one_step_loss(tf.distribute.get_strategy(), x, y)
-    mirrored_strategy = tf.distribute.MirroredStrategy(devices[:2])
+    mirrored_strategy = tfkd.distribute.get_strategy("mirrored")
     assert mirrored_strategy.num_replicas_in_sync == 2
     mirrored, mirrored_weights = _one_step_loss(mirrored_strategy, x, y)
     for key in ("loss", "student_loss", "distillation_loss", "accuracy", "teacher_agreement"):

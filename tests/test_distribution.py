@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import keras
 import tensorflow as tf
 
 import tfkd
@@ -63,6 +64,22 @@ def test_a_kd_step_on_two_replicas_matches_one_device():
         np.testing.assert_array_equal(start_one, start_two)
         np.testing.assert_allclose(end_two, end_one, rtol=1e-5, atol=1e-7)
     assert any(not np.allclose(a, b) for a, b in zip(one_before, one_after))  # it did learn
+
+
+def test_mirrored_twice_in_one_process_trains_both_times():
+    # A re-run notebook cell: a second "mirrored" strategy after one that trained, on a model
+    # of other shapes. With collective ops the second failed ("Shape mismatch in the
+    # collective instance"), their instance keys restarting with each strategy.
+    x, y = batch(8, n=16, seed=4)
+    for width in (6, 20):
+        strategy = tfkd.distribute.get_strategy("mirrored")
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+                                      keras.layers.Flatten(),
+                                      keras.layers.Dense(width), keras.layers.Dense(10)])
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        loss = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history["loss"][0]
+        assert np.isfinite(loss)
 
 
 def _free_ports(count):

@@ -229,8 +229,7 @@ def test_under_mirrored_strategy_cached_kd_matches_one_device(tmp_path):
     assert len(devices) >= 2, "tests/conftest.py sets up two logical CPUs"
     base = base_dataset(n=16)
     losses = []
-    for strategy in (tf.distribute.get_strategy(),
-                     tf.distribute.MirroredStrategy([d.name for d in devices[:2]])):
+    for strategy in (tf.distribute.get_strategy(), tfkd.distribute.get_strategy("mirrored")):
         with strategy.scope():
             keras.utils.set_random_seed(1)
             # No BatchNorm: per-replica batch statistics would differ from the global batch's.

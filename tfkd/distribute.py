@@ -68,7 +68,12 @@ def _mirrored():
                       "CPU; check tf.config.list_physical_devices('GPU') (a TensorFlow build "
                       "with CUDA, e.g. pip install 'tensorflow[and-cuda]').", RuntimeWarning,
                       stacklevel=3)
-    return tf.distribute.MirroredStrategy(cpus)
+    # Reduced through one device rather than with collective ops: collective instance keys
+    # restart with every MirroredStrategy, so a second one in the same process (a re-run
+    # notebook cell, a second study) fails with "Shape mismatch in the collective instance".
+    # On CPUs the collectives bring no speed to lose.
+    return tf.distribute.MirroredStrategy(
+        cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
 def read_tf_config(environ=None):
