@@ -11,11 +11,12 @@ from tests.test_report import make_study
 
 
 def run(student, mode, seed, acc, *, kind="cnn", resolution=32, params=1000, teacher="t",
-        rss=100.0, macs=1e6, ms=1.0):
+        activation_kb=100.0, macs=1e6, ms=1.0):
     return {"run_id": f"{student}-r{resolution}-{mode}-s{seed}", "student": student,
             "kind": kind, "resolution": resolution, "mode": mode, "seed": seed,
             "teacher": None if mode == "scratch" else teacher, "test_accuracy": acc,
-            "params": params, "rss_growth_mb": rss, "macs": macs,
+            "params": params, "rss_growth_mb": 5.0 * (-1) ** seed, "macs": macs,
+            "activation_kb": None if mode == "scratch" else activation_kb,
             "bench": [{"target": "local", "threads": 1, "median_ms": ms}]}
 
 
@@ -60,13 +61,18 @@ def test_one_seed_or_unpaired_seeds_give_no_verdict():
 
 def test_each_recipe_checks_its_own_findings():
     seeds = (0, 1)
-    sweep = [run("m", mode, s, 0.80 + 0.01 * r / 16 + 0.001 * s, resolution=r, rss=r * 10.0,
-                 macs=r * r * 1e3) for mode in ("kd", "scratch") for s in seeds
-             for r in (16, 32)]
-    found = {e.finding: e for e in evidence.evidence("resolution_sweep", sweep)
-             if "kd" in e.comparison}
+    sweep = [run("m", mode, s, 0.80 + 0.01 * r / 16 + 0.001 * s, resolution=r,
+                 activation_kb=r * r / 64, macs=r * r * 1e3) for mode in ("kd", "scratch")
+             for s in seeds for r in (16, 32)]
+    checked = evidence.evidence("resolution_sweep", sweep)
+    found = {e.finding: e for e in checked if "kd" in e.comparison}
     assert found["Higher resolution raises accuracy"].effect == pytest.approx(1.0)
-    assert found["Higher resolution raises memory"].verdict == evidence.SUPPORTED
+    # Memory: the export's peak activations (training RSS growth, noise here, is not used);
+    # scratch runs, never exported, make no memory claim.
+    memory = found["Higher resolution raises memory"]
+    assert memory.effect == pytest.approx(12.0) and memory.verdict == evidence.SUPPORTED
+    assert "activations" in memory.unit
+    assert [e.comparison for e in checked if "memory" in e.finding] == [memory.comparison]
     compute = found["Higher resolution raises compute"]
     assert compute.effect == pytest.approx((32 * 32 - 16 * 16) * 1e-3)
     assert compute.low == compute.high and compute.verdict == evidence.SUPPORTED

@@ -74,6 +74,45 @@ def test_sizes_shrink_with_quantization(tmp_path):
     assert sizes["float32"] > 1.8 * sizes["float16"] and sizes["float32"] > 3 * sizes["int8"]
 
 
+def _live_bytes_by_brute_force(path):
+    """Peak activation bytes from the interpreter's own view of the graph, op by op."""
+    # No delegate: XNNPACK would replace the ops with one delegate op.
+    interpreter, _, _ = tflite_file.load_interpreter(path, delegate="none")
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()  # noqa: SLF001 - the op list, in execution order
+    inputs = [d["index"] for d in interpreter.get_input_details()]
+    outputs = [d["index"] for d in interpreter.get_output_details()]
+    written = {i: k for k, op in enumerate(ops) for i in op["outputs"]}
+    written.update({i: -1 for i in inputs})
+    peak = 0
+    for k in range(-1, len(ops) + 1):
+        live = 0
+        for i, born in written.items():
+            readers = [j for j, op in enumerate(ops) if i in op["inputs"]]
+            dies = len(ops) if i in outputs else max(readers + [born])
+            if born <= k <= dies:
+                live += int(np.prod(tensors[i]["shape"])) * np.dtype(tensors[i]["dtype"]).itemsize
+        peak = max(peak, live)
+    return peak
+
+
+def test_peak_activation_memory_is_read_from_the_file_and_grows_with_the_resolution(tmp_path):
+    peaks = {}
+    for size in (16, 32):
+        model = tfkd.create_model("convnet_s", image_size=size, num_classes=10)
+        for quantization in ("int8", "float32"):
+            path = str(tmp_path / f"{size}_{quantization}.tflite")
+            result = export.to_tflite(model, path, quantization=quantization,
+                                      representative_data=_calibration(4, size))
+            assert result.peak_activation_bytes == _live_bytes_by_brute_force(path)
+            peaks[size, quantization] = result.peak_activation_bytes
+    # The first two convolutions' outputs (16x16x16 each, int8) are alive at once.
+    assert peaks[16, "int8"] == 2 * 16 * 16 * 16
+    # Four bytes a value instead of one; four times the pixels at twice the side.
+    assert peaks[16, "float32"] == 4 * peaks[16, "int8"]
+    assert 3.5 < peaks[32, "int8"] / peaks[16, "int8"] <= 4.0
+
+
 def test_layer_norm_leaves_a_float_op_in_int8(tmp_path):
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(8, 3, padding="same")(layers.Rescaling(1 / 255)(inputs))

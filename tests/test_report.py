@@ -314,3 +314,30 @@ def test_every_plotted_point_can_be_told_apart(tmp_path, monkeypatch):
             run["resolution"] = 48
     plots.accuracy_vs_params(study, None)
     assert {"32px", "48px"} <= texts()
+
+
+def test_peak_activation_memory_comes_from_the_record_or_the_run_folders_file(tmp_path):
+    # Runs exported before metrics.json recorded it: the report reads the .tflite in the run's
+    # folder, whatever path the record names (the study was made elsewhere).
+    import numpy as np
+    import tfkd
+    study = make_study(tmp_path)
+    runs = study / "runs"
+    model = tfkd.create_model("convnet_s", image_size=16, num_classes=10)
+    from_file = tfkd.export.to_tflite(
+        model, str(runs / "mobilenetv3_small-r32-kd-s0" / "student_int8.tflite"),
+        representative_data=np.full((2, 16, 16, 3), 128, "float32")).peak_activation_bytes
+    recorded = runs / "efficientnet_b0-r32-kd-s0" / "metrics.json"
+    metrics = json.loads(recorded.read_text())
+    metrics["tflite"]["int8"]["activation_kb"] = 12.5
+    recorded.write_text(json.dumps(metrics))
+    _write(str(runs / "efficientnet_b0-r32-kd-s1" / "student_int8.tflite"), "damaged")
+    loaded = {r["run_id"]: r.get("activation_kb") for r in report.load_study(str(study)).runs}
+    assert loaded["mobilenetv3_small-r32-kd-s0"] == from_file / 1024 == 8.0
+    assert loaded["efficientnet_b0-r32-kd-s0"] == 12.5
+    assert loaded["efficientnet_b0-r32-kd-s1"] is None      # damaged: left out, no crash
+    assert loaded["vit_tiny-r32-scratch-s0"] is None        # never exported
+    report.build(str(study))
+    with open(study / "results.csv") as f:
+        rows = {row["run_id"]: row for row in csv.DictReader(f)}
+    assert rows["efficientnet_b0-r32-kd-s0"]["activation_kb"] == "12.5"

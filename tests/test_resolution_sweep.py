@@ -11,6 +11,7 @@ import time
 import pytest
 
 import tfkd
+from tfkd import tflite_file
 from tfkd.recipes import arch_pairing, resolution_sweep
 from tfkd.recipes.config import ConfigError
 
@@ -73,6 +74,9 @@ def test_the_study_folder_holds_every_file_the_report_needs(finished):
         if distilled:
             assert metrics["tflite"]["int8"]["bytes"] == (folder / "student_int8.tflite").stat(
             ).st_size
+            activation_kb = tflite_file.read_info(
+                str(folder / "student_int8.tflite")).peak_activation_bytes / 1024
+            assert metrics["tflite"]["int8"]["activation_kb"] == activation_kb > 0
             assert metrics["bench"][0]["target"] == "local"
             assert metrics["bench"][0]["median_ms"] > 0
         else:

@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 import warnings
+from typing import Optional
 
 import keras
 import numpy as np
@@ -46,6 +47,8 @@ class ExportResult:
         seconds: conversion time.
         kept_float: what `keep_float` kept in float, resolved: {"ops": [op types],
             "tensors": [tensor names]}; empty for a plain export.
+        peak_activation_bytes: the most activation memory live at once when the model runs
+            (`tfkd.tflite_file.ModelInfo`): what grows with the input resolution.
     """
 
     path: str
@@ -57,6 +60,7 @@ class ExportResult:
     op_counts: dict
     seconds: float
     kept_float: dict = dataclasses.field(default_factory=dict)
+    peak_activation_bytes: Optional[int] = None
 
     @property
     def input_dtype(self):
@@ -121,7 +125,8 @@ def to_tflite(model, path, *, quantization="int8", representative_data=None,
     return ExportResult(path=str(path), size_bytes=os.path.getsize(path),
                         quantization=quantization, inputs=info.inputs, outputs=info.outputs,
                         float_ops=info.float_ops, op_counts=info.op_counts,
-                        seconds=time.perf_counter() - start, kept_float=kept)
+                        seconds=time.perf_counter() - start, kept_float=kept,
+                        peak_activation_bytes=info.peak_activation_bytes)
 
 
 def _temporary_file_beside(path):

@@ -16,6 +16,8 @@ import numpy as np
 # float computation themselves.
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64"}
+_ITEM_BYTES = {"BOOL": 1, "INT8": 1, "UINT8": 1, "INT16": 2, "UINT16": 2, "FLOAT16": 2,
+               "INT32": 4, "UINT32": 4, "FLOAT32": 4, "INT64": 8, "UINT64": 8, "FLOAT64": 8}
 
 
 @dataclasses.dataclass
@@ -42,6 +44,7 @@ class ModelInfo:
     op_counts: dict
     float_ops: list
     custom_ops: list
+    peak_activation_bytes: Optional[int] = None
 
 
 def _schema():
@@ -64,7 +67,9 @@ def read_info(path):
     Returns:
         A `ModelInfo`. `float_ops` lists (sorted, unique) the ops that compute on float tensors,
         QUANTIZE/DEQUANTIZE excluded: in a full-integer model these are the ops that stayed in
-        float, such as the NEG that LayerNormalization leaves.
+        float, such as the NEG that LayerNormalization leaves. `peak_activation_bytes` is the
+        most activation memory live at once while the ops run in order (see
+        `_peak_activation_bytes`).
     """
     schema = _schema()
     with open(path, "rb") as f:
@@ -104,7 +109,42 @@ def read_info(path):
         inputs=[tensor(int(i)) for i in graph.InputsAsNumpy()],
         outputs=[tensor(int(i)) for i in graph.OutputsAsNumpy()],
         op_counts=dict(sorted(counts.items())), float_ops=sorted(float_ops),
-        custom_ops=sorted(custom_ops))
+        custom_ops=sorted(custom_ops),
+        peak_activation_bytes=_peak_activation_bytes(graph, type_names))
+
+
+def _peak_activation_bytes(graph, type_names):
+    """The largest total size of the activations alive at one op, the ops run in file order.
+
+    An activation (a graph input or an op's output; weights are neither) lives from the op
+    that writes it to the last op that reads it (graph outputs to the end). This is the memory
+    that grows with the input resolution, the lower bound of what the interpreter's arena
+    needs: the arena adds alignment and packing slack, and the weights come on top.
+    """
+    ops = [graph.Operators(k) for k in range(graph.OperatorsLength())]
+    born = {int(i): -1 for i in graph.InputsAsNumpy()}
+    last = {}
+    for k, op in enumerate(ops):
+        for i in op.OutputsAsNumpy():
+            born.setdefault(int(i), k)
+        for i in op.InputsAsNumpy():
+            last[int(i)] = k
+    for i in graph.OutputsAsNumpy():
+        last[int(i)] = len(ops)
+
+    def size(i):
+        t = graph.Tensors(i)
+        return int(np.prod(t.ShapeAsNumpy(), dtype=np.int64)) * _ITEM_BYTES.get(
+            type_names[t.Type()], 4)
+
+    # Sizes added where each activation is born and taken off after its last reader, shifted
+    # by one so that the graph inputs (born at -1) land on index 0.
+    change = np.zeros(len(ops) + 3, dtype=np.int64)
+    for i, b in born.items():
+        if i >= 0:
+            change[b + 1] += size(i)
+            change[max(last.get(i, b), b) + 2] -= size(i)
+    return int(np.cumsum(change).max())
 
 
 def _op_name(model, op, op_names):

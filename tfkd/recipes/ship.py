@@ -22,7 +22,7 @@ def export_and_bench(config, student, run_dir, data):
 
     Returns:
         The run's metrics fields: "tflite" (quantization -> path, bytes, accuracy, drop_points,
-        passed, float_ops) and "bench" (a `BenchResult` dict per target, thread count and
+        passed, float_ops, activation_kb: the peak activation memory) and "bench" (a `BenchResult` dict per target, thread count and
         delegate); both empty with quantization "none".
     """
     if config.quantization == "none":
@@ -38,7 +38,8 @@ def export_and_bench(config, student, run_dir, data):
         bench_options=config.bench_kwargs(first))
     record = {"path": path, "bytes": check.export.size_bytes,
               "accuracy": check.tflite_accuracy, "drop_points": check.drop_points,
-              "passed": check.passed, "float_ops": check.export.float_ops}
+              "passed": check.passed, "float_ops": check.export.float_ops,
+              "activation_kb": _kb(check.export.peak_activation_bytes)}
     diagnosis = None
     if check.auto:
         record.update(chosen=check.auto["chosen"], reason=check.auto["reason"],
@@ -63,3 +64,7 @@ def _write_csv(path, rows):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["tensor"])
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _kb(size_bytes):
+    return None if size_bytes is None else size_bytes / 1024

@@ -18,15 +18,18 @@ together) merge into one report: `build("machineA/runs/x/default", "machineB/run
 writes it into the first folder (or `output_dir=`), after checking that they hold one study.
 
 The folder's layout, and the reading of its files, live in `tfkd.recipes.folder` (the one
-module that both writes and reads a study folder). This package itself needs only matplotlib
-and the standard library; importing `tfkd` (the parent package) still loads TensorFlow.
+module that both writes and reads a study folder). This package itself needs only matplotlib,
+the standard library and `tfkd.tflite_file` (to read an old run's peak activation memory from
+its .tflite); importing `tfkd` (the parent package) still loads TensorFlow.
 """
 
 import dataclasses
 import os
 import tempfile
 
-from tfkd.recipes.folder import StudyError, read_config, read_history, read_runs, run_history_path
+from tfkd import tflite_file
+from tfkd.recipes.folder import (RUNS, StudyError, read_config, read_history, read_runs,
+                                 run_history_path)
 from tfkd.report import evidence, merge, plots, tables
 from tfkd.report.plots import pareto_front
 
@@ -96,6 +99,8 @@ def load_study(study_dir, *more_dirs):
         raise StudyError(f"{' and '.join(dirs)}: no complete runs ({found} under runs/); a run "
                          "is complete once its metrics.json says \"complete\": true. Wait for "
                          "the recipe to finish or rerun it.")
+    for run in runs:
+        run["activation_kb"] = activation_kb(run)
     histories, truncated = {}, []
     for run in runs:
         rows, cut = read_history(run_history_path(run))
@@ -141,6 +146,29 @@ def build(study_dir, *more_dirs, output_dir=None):
     _write_atomic(written["report_md"],
                   lambda f: f.write(tables.report_markdown(study, notes, findings)))
     return written
+
+
+def activation_kb(run):
+    """The peak activation memory (KB) of a run's exported student, or None without an export.
+
+    From the run's metrics, or read from the .tflite file in its folder for runs exported before
+    the metrics recorded it (the file's recorded path may point where the study was made).
+    """
+    tflite = run.get("tflite") if isinstance(run.get("tflite"), dict) else {}
+    for _, record in sorted(tflite.items()):
+        if not isinstance(record, dict):
+            continue
+        recorded = record.get("activation_kb")
+        if isinstance(recorded, (int, float)) and not isinstance(recorded, bool):
+            return float(recorded)
+        path = os.path.join(run["_study"], RUNS, run["_folder"],
+                            os.path.basename(str(record.get("path") or "")))
+        if os.path.isfile(path):
+            try:
+                return tflite_file.read_info(path).peak_activation_bytes / 1024
+            except Exception:  # noqa: BLE001 - a damaged file leaves the number out, no more
+                continue
+    return None
 
 
 def _write_atomic(path, write, binary=False):

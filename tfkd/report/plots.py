@@ -215,11 +215,19 @@ def _mean_err(groups, field, scale=1.0):
 
 
 def accuracy_memory_vs_resolution(study, f):
-    """Test accuracy (left) and peak RSS (right) vs resolution, per (student, mode)."""
+    """Test accuracy (left) and memory (right) vs resolution, per (student, mode).
+
+    Memory is the exported model's peak activation memory where the runs were exported (what
+    the resolution drives on the device), else the training process's peak RSS.
+    """
     title = "Accuracy and peak memory vs resolution"
     lines = _by_student_mode(study.runs)
     if not lines:
         return _empty(f, title, "no run records its resolution")
+    exported = any(tables.number(r.get("activation_kb")) for r in study.runs)
+    memory, memory_name, memory_label = (
+        ("activation_kb", "peak activations (right)", "peak activation memory of the export (KB)")
+        if exported else ("peak_rss_mb", "peak RSS (right)", "peak RSS of training (MB)"))
     fig, ax = _figure(9, 5.5)
     right = ax.twinx()
     colours = _colours(lines)
@@ -229,19 +237,19 @@ def accuracy_memory_vs_resolution(study, f):
         accuracy, acc_err = _mean_err(groups, "test_accuracy", 100)
         ax.errorbar(resolutions, accuracy, yerr=acc_err, color=colours[key], marker="o",
                     capsize=3, label=f"{key[0]} {key[1]}")
-        rss, rss_err = _mean_err(groups, "peak_rss_mb")
-        right.errorbar(resolutions, rss, yerr=rss_err, color=colours[key], marker="s",
+        used, used_err = _mean_err(groups, memory)
+        right.errorbar(resolutions, used, yerr=used_err, color=colours[key], marker="s",
                        linestyle="--", capsize=3, alpha=0.7)
     handles = _limited([_key_handle(f"{s} {m}", colour=c, linestyle="-")
                         for (s, m), c in colours.items()])
     handles += [_key_handle("accuracy (left)", linestyle="-"),
-                _key_handle("peak RSS (right)", marker="s", linestyle="--")]
+                _key_handle(memory_name, marker="s", linestyle="--")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12, 1), fontsize="small")
     ax.set_xticks(sorted({r for by_res in lines.values() for r in by_res}))
     ax.xaxis.set_major_formatter(FuncFormatter(_short))
     ax.set(title=title + " (mean ± std over seeds)", xlabel="input resolution (px)",
            ylabel="test accuracy (%)")
-    right.set_ylabel("peak RSS of training (MB)")
+    right.set_ylabel(memory_label)
     ax.grid(True, alpha=0.3)
     _save(fig, f)
     return None

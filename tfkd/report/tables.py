@@ -17,7 +17,7 @@ from tfkd.recipes import modes
 BASE_COLUMNS = ("run_id", "recipe", "student", "family", "kind", "params", "resolution", "mode",
                 "seed", "teacher", "teacher_kind", "epochs_run", "test_accuracy", "best_accuracy",
                 "best_epoch", "last_accuracy", "teacher_agreement", "train_seconds",
-                "peak_rss_mb", "macs")
+                "peak_rss_mb", "activation_kb", "macs")
 QUANT_FIELDS = ("bytes", "accuracy", "drop_points")
 # Flags shown in the configuration table when present; list-valued flags (a recipe's axes:
 # students, resolutions, ...) are shown too, whatever their name.
@@ -227,6 +227,7 @@ def _group_row(key, runs, quants, keys, points):
                 fmt(mean_std(t.get("drop_points") for t in records)[0])]
     latencies = [_latencies(r, points) for r in runs]
     row += [fmt(mean_std(lat.get(k) for lat in latencies)[0]) for k in keys]
+    row.append(fmt(mean_std(r.get("activation_kb") for r in runs)[0], digits=1))
     row.append(fmt(mean_std(r.get("peak_rss_mb") for r in runs)[0], digits=0))
     return row
 
@@ -245,7 +246,7 @@ def configuration_table(runs):
     header = ["Student", "Res", "Mode", "Teacher", "n", "Test acc %", "Best-epoch acc %",
               "Last-epoch acc %", "Params"]
     header += [h for q in quants for h in (f"{q} kB", f"{q} acc %", f"{q} drop pts")]
-    header += [latency_label(k) for k in keys] + ["Peak RSS MB"]
+    header += [latency_label(k) for k in keys] + ["Peak activations kB", "Peak RSS MB"]
     rows = [_group_row(key, group, quants, keys, points)
             for key, group in group_runs(runs).items()]
     return md_table(header, rows)
