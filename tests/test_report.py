@@ -281,6 +281,22 @@ def test_readme_findings_block_is_generated_from_the_study(tmp_path):
     assert "Findings of the paper that this study checks:" in text
     assert "| Finding | Comparison | Seeds | Effect (95% CI) | Verdict |" in text
     assert "KD beats scratch" in text
+    # How the study was made: the flags that differ from the recipe's defaults.
+    assert ("`python -m tfkd.recipes.resolution_sweep --resolutions=32` (the other settings "
+            "at their defaults) on a 2-core CPU") in text
+
+
+def test_how_a_study_was_made_names_the_flags_off_their_defaults():
+    from tfkd.recipes import arch_pairing
+    defaults = arch_pairing.Config().to_flags()
+    assert findings.how_made("arch_pairing", defaults) == (
+        "`python -m tfkd.recipes.arch_pairing` with its defaults")
+    assert findings.how_made("arch_pairing", dict(defaults, seeds=["0", "1", "2"], epochs=5,
+                                                  not_a_flag=1)) == (
+        "`python -m tfkd.recipes.arch_pairing --epochs=5 --seeds=0,1,2` (the other settings at "
+        "their defaults)")
+    assert findings.how_made("gone", {}) == "`python -m tfkd.recipes.gone` (its flags are in " \
+        "config.json)"
 
 
 def test_readme_without_the_block_is_refused(tmp_path):
