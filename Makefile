@@ -8,13 +8,17 @@ STAMP := $(VENV)/.installed
 TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_CPP_MIN_LOG_LEVEL
 
-.PHONY: demo test bench setup system-packages
+.PHONY: demo test test-slow bench setup system-packages
 
 demo: setup
 	$(PY) -m tfkd.recipes.resolution_sweep
 
 test: setup
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -m "not slow"
+
+# The tests marked slow (the README's examples, run as written): CI runs them after `make test`.
+test-slow: setup
+	$(PY) -m pytest tests -q -m slow
 
 # Benchmarks, not tests: ratios measured in one process -> benchmarks/results.json and the
 # README's Performance table (about 10 minutes on a 2-core CPU).
