@@ -40,6 +40,11 @@ def test_a_search_drops_slow_candidates_untrained_and_ships_a_winner_within_budg
     best = max(first["results"], key=lambda r: r["accuracy"])
     assert (second["results"][0]["student"], second["results"][0]["resolution"]) == (
         best["student"], best["resolution"])
+    # Ranked after recomputing each student's BatchNorm statistics (on by default here).
+    metrics = json.loads((study / "runs" / first["results"][0]["run_id"] / "metrics.json")
+                         .read_text())
+    assert "accuracy_before_bn_recalibration" in metrics
+    assert first["results"][0]["accuracy"] == metrics["test_accuracy"]
     winner = summary["winner"]
     assert winner["run_id"] == second["results"][0]["run_id"]
     assert winner["within_budget"] and winner["retimed_ms"] <= 0.5
@@ -118,7 +123,8 @@ def test_bad_settings_are_refused_before_any_work(tmp_path):
               "connect_timeout_s='soon'; pass seconds"),
              (dict(students=("mobilenetv3_small",), resolutions=(16,)),
               "mobilenetv3_small needs sides of at least 32"),
-             (dict(quantization="int8"), "quantization='int8'; choose one of none")]
+             (dict(quantization="int8"), "quantization='int8'; choose one of none"),
+             (dict(recalibrate_bn_batches=-1), "recalibrate_bn_batches=-1; pass 0 \\(off\\)")]
     for fields, message in cases:
         with pytest.raises(ConfigError, match=message):
             budget_search.run(budget_search.Config(output_dir=str(tmp_path), **fields))

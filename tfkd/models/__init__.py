@@ -15,6 +15,7 @@ import zipfile
 import keras
 
 from tfkd.models import hub, imagenet
+from tfkd.models.batch_norm import recalibrate_batch_norm  # noqa: F401 - public
 from tfkd.models.dropout import with_saved_dropout_state  # noqa: F401 - public
 from tfkd.models.finetune import all_layers, freeze_backbone, freeze_batch_norm  # noqa: F401
 

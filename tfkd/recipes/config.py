@@ -111,6 +111,11 @@ class StudyConfig:
                             "teacher/student family pair), hint, attention, relation or rkd "
                             "(tfkd.features.PRESETS), or terms TEACHER_LAYER:STUDENT_LAYER"
                             "[:LOSS[:WEIGHT]] separated by commas.")
+    recalibrate_bn_batches: int = setting(0, "After each student run, recompute its "
+                                          "BatchNorm statistics on this many training batches "
+                                          "(tfkd.models.recalibrate_batch_norm) before it is "
+                                          "evaluated, saved and exported: short runs otherwise "
+                                          "score their lagging statistics. 0: off.")
     output_dir: str = setting("runs", "Root folder: the study goes to "
                               "OUTPUT_DIR/<recipe>/<name>/.")
     name: str = setting("default", "Study name. The same command with the same name resumes "
@@ -174,6 +179,10 @@ class StudyConfig:
             if _int_below(getattr(self, name), 1):
                 raise ConfigError(lambda n, name=name: f"{n(name)}={getattr(self, name)}; "
                                   "pass at least 1")
+        if _int_below(self.recalibrate_bn_batches, 0):
+            raise ConfigError(lambda n: f"{n('recalibrate_bn_batches')}="
+                              f"{self.recalibrate_bn_batches}; pass 0 (off) or a number of "
+                              "batches, e.g. 20")
         check_ints(self.seeds, "seeds", 0, "0,1,2")
         if _int_below(self.teacher_warmup_epochs, 0) or not self.teacher_finetune_lr_scale > 0:
             raise ConfigError(lambda n: f"{n('teacher_warmup_epochs')}="
