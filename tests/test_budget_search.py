@@ -83,10 +83,13 @@ def test_halving_keeps_the_best_third_and_stops_before_overrunning_the_budget(mo
     monkeypatch.setattr(engine, "run_study", _fake_rows(study, accuracy, seconds=10.0))
     pairs = [(name, 32) for name in accuracy]
     rounds = budget_search.halving(budget_search.Config(budget_s=1000), study, pairs)
-    assert [r["epochs"] for r in rounds] == [1, 3, 9]
-    assert [len(r["results"]) for r in rounds] == [9, 3, 1]
+    # 9 x 1 epoch, 3 x 2 more, then the last one alone 6, 18 and 54 more epochs (930 s in
+    # all) until 162 more (1,620 s) would overrun the 1,000 s.
+    assert [r["epochs"] for r in rounds] == [1, 3, 9, 27, 81]
+    assert [len(r["results"]) for r in rounds] == [9, 3, 1, 1, 1]
     assert [r["student"] for r in rounds[1]["results"]] == ["s8", "s7", "s6"]
-    assert rounds[2]["results"][0]["student"] == "s8"
+    assert {r["results"][0]["student"] for r in rounds[2:]} == {"s8"}
+    assert rounds[-1]["spent_s"] == 930 and "162 more epochs for 1" in rounds[-1]["stopped"]
     # 9 x 10 s spent; round 1 would add 3 x 2 epochs x 10 s = 60 s: over a 100 s budget.
     study = folder.StudyFolder(str(tmp_path / "again"))
     monkeypatch.setattr(engine, "run_study", _fake_rows(study, accuracy, seconds=10.0))

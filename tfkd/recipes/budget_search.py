@@ -15,8 +15,10 @@ or from Python: `budget_search.run(budget_search.Config(latency_ms=0.3))`.
    fitted on those measurements and reported with its leave-one-out error.
 2. Then accuracy, by successive halving: every (student, resolution) with a quantization
    that fits is distilled for --rung_epochs; the best 1/--eta continue, each round --eta times
-   longer (from where they stopped, reusing the teacher's cached logits), until one is left
-   or the next round would overrun --budget_s seconds of student training.
+   longer (from where they stopped, reusing the teacher's cached logits), and the last one
+   left goes on alone the same way, until the next round would overrun --budget_s seconds of
+   student training. Each run is scored after recomputing its BatchNorm statistics
+   (--recalibrate_bn_batches): one epoch's moving averages lag its weights.
 3. The winner is exported with its fastest quantization that fits, its accuracy checked after
    quantization, and timed again on the target. search.md (and search.json, and
    plots/budget_search.png) give every candidate's latency, the rounds, the Pareto front of
@@ -277,8 +279,8 @@ def halving(config, study, pairs):
              "run_id": by_pair[(s, r)]["run_id"]} for s, r in survivors]})
         previous = {p: os.path.join(study.run_dir(by_pair[p]["run_id"]), folder.STUDENT)
                     for p in survivors}
-        if len(survivors) == 1:
-            break
+        # The best 1/eta go on; the last one left goes on alone, eta times longer each round,
+        # while the budget lasts (a budget is there to be spent on the answer).
         ranked = sorted(survivors, key=lambda p: -by_pair[p]["test_accuracy"])
         keep = ranked[:max(1, len(survivors) // config.eta)]
         more = config.rung_epochs * config.eta ** len(rounds) - total
