@@ -8,6 +8,8 @@ set, 0.74 once its statistics were recomputed. Ranking short runs (the budget se
 rounds) by such accuracies ranks the statistics, not the models.
 """
 
+import itertools
+
 import keras
 
 from tfkd.models.finetune import all_layers
@@ -42,10 +44,7 @@ def recalibrate_batch_norm(model, dataset, batches=20):
     momenta = [layer.momentum for layer in layers]
     used = 0
     try:
-        for used, batch in enumerate(dataset.take(batches) if hasattr(dataset, "take")
-                                     else dataset, start=1):
-            if used > batches:
-                break
+        for used, batch in enumerate(itertools.islice(dataset, batches), start=1):
             # moving = momentum * moving + (1 - momentum) * batch: with momentum (k-1)/k at the
             # k-th batch, the moving value is the mean of the k batches seen so far.
             for layer in layers:
@@ -56,4 +55,4 @@ def recalibrate_batch_norm(model, dataset, batches=20):
             layer.momentum = momentum
     if not used:
         raise ValueError("recalibrate_batch_norm got an empty dataset; pass training batches")
-    return min(used, batches)
+    return used

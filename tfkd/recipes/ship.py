@@ -22,8 +22,9 @@ def export_and_bench(config, student, run_dir, data):
 
     Returns:
         The run's metrics fields: "tflite" (quantization -> path, bytes, accuracy, drop_points,
-        passed, float_ops, activation_kb: the peak activation memory) and "bench" (a `BenchResult` dict per target, thread count and
-        delegate); both empty with quantization "none".
+        passed, float_ops, activation_kb: the peak activation memory) and "bench" (a
+        `BenchResult` dict per target, thread count and delegate); both empty with
+        quantization "none".
     """
     if config.quantization == "none":
         return nothing()
