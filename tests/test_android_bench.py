@@ -8,7 +8,6 @@ what the real tool prints. The real adb is never run: PATH holds only the double
 
 import json
 import os
-import re
 import pathlib
 import shlex
 import stat

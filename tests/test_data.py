@@ -4,7 +4,6 @@ import gzip
 import os
 import sys
 import time
-import types
 import warnings
 
 import numpy as np

@@ -1,7 +1,6 @@
 """keras-hub presets as tfkd models, offline: preset folders saved here from small randomly
 initialized classifiers of the real keras-hub classes, loaded by tfkd's real code."""
 
-import os
 import subprocess
 import sys
 import time
