@@ -16,8 +16,6 @@ import numpy as np
 # float computation themselves.
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16", "FLOAT64"}
-_ITEM_BYTES = {"BOOL": 1, "INT8": 1, "UINT8": 1, "INT16": 2, "UINT16": 2, "FLOAT16": 2,
-               "INT32": 4, "UINT32": 4, "FLOAT32": 4, "INT64": 8, "UINT64": 8, "FLOAT64": 8}
 
 
 @dataclasses.dataclass
@@ -134,8 +132,7 @@ def _peak_activation_bytes(graph, type_names):
 
     def size(i):
         t = graph.Tensors(i)
-        return int(np.prod(t.ShapeAsNumpy(), dtype=np.int64)) * _ITEM_BYTES.get(
-            type_names[t.Type()], 4)
+        return int(np.prod(t.ShapeAsNumpy(), dtype=np.int64)) * _item_bytes(type_names[t.Type()])
 
     # Sizes added where each activation is born and taken off after its last reader, shifted
     # by one so that the graph inputs (born at -1) land on index 0.
@@ -145,6 +142,15 @@ def _peak_activation_bytes(graph, type_names):
             change[b + 1] += size(i)
             change[max(last.get(i, b), b) + 2] -= size(i)
     return int(np.cumsum(change).max())
+
+
+def _item_bytes(type_name):
+    """Bytes per element of a TFLite tensor type ("INT8", "FLOAT32", ...): numpy's size for
+    the same name, 4 for types numpy lacks (resource and variant handles, strings)."""
+    try:
+        return np.dtype(type_name.lower()).itemsize
+    except TypeError:
+        return 4
 
 
 def _op_name(model, op, op_names):

@@ -211,7 +211,7 @@ def train_run(study, spec, config, data, teacher=None):
     metrics = _describe(spec, student, teacher, folder.history_columns(history_path), rss)
     # Not after quantization-aware training: the forward passes would move its learned ranges.
     if config.recalibrate_bn_batches and not modes.get(spec.mode).quantization_aware:
-        metrics.update(_recalibrated(student, spec, config, data, metrics))
+        metrics.update(_recalibrated(model, student, test, spec, config, data, metrics))
     folder.save_model(student, os.path.join(run_dir, folder.STUDENT))
     shipped = modes.get(spec.mode).shipped
     metrics.update(ship.export_and_bench(config, student, run_dir, data) if shipped
@@ -221,19 +221,13 @@ def train_run(study, spec, config, data, teacher=None):
     return metrics
 
 
-def _recalibrated(student, spec, config, data, metrics):
+def _recalibrated(model, student, test, spec, config, data, metrics):
     """The run's accuracy once its BatchNorm statistics are recomputed for its final weights
-    (--recalibrate_bn_batches); the accuracy before is kept beside it."""
-    size = spec.resolution
-    tfkd.models.recalibrate_batch_norm(student, inputs.resized(data.train, size),
+    (--recalibrate_bn_batches), evaluated as fit validated each epoch (`model` on `test`); the
+    accuracy before is kept beside it."""
+    tfkd.models.recalibrate_batch_norm(student, inputs.resized(data.train, spec.resolution),
                                        config.recalibrate_bn_batches)
-    right = total = 0
-    for images, labels in inputs.resized(data.test, size):
-        predicted = keras.ops.argmax(student(images, training=False), axis=-1)
-        right += int(keras.ops.sum(keras.ops.cast(
-            predicted == keras.ops.cast(labels, predicted.dtype), "int32")))
-        total += int(labels.shape[0])
-    accuracy = right / total
+    accuracy = model.evaluate(test, verbose=0, return_dict=True)["accuracy"]
     found = {"accuracy_before_bn_recalibration": metrics["test_accuracy"],
              "test_accuracy": accuracy, "last_accuracy": accuracy}
     if metrics["best_accuracy"] is None or accuracy >= metrics["best_accuracy"]:
